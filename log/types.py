@@ -1,0 +1,83 @@
+"""The seam every log implementation fulfils: a partitioned, append-only sequence of bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol, Self, runtime_checkable
+
+
+class Record(NamedTuple):
+    """One durable record: its offset in the partition and its bytes."""
+
+    offset: int
+    value: bytes
+
+
+class LogError(Exception):
+    """Base class for log failures a caller can act on."""
+
+
+class LogLockedError(LogError):
+    """Another process holds the log open for writing."""
+
+
+class LogCorruptError(LogError):
+    """The log on disk is damaged somewhere other than a torn tail."""
+
+
+class LogMismatchError(LogError):
+    """The log exists with another shape (partition count) than the one asked for."""
+
+
+class RecordTooLargeError(LogError, ValueError):
+    """A record exceeds the configured maximum size."""
+
+
+class UnknownPartitionError(LogError, ValueError):
+    """A partition number outside ``range(partitions)``."""
+
+
+@runtime_checkable
+class Log(Protocol):
+    """A partitioned append-only log.
+
+    Offsets are per partition, start at 0 and are never reused. Only durable records are
+    visible: ``read``, ``end_offset`` and ``wait`` never expose a record a crash could take back.
+    """
+
+    @property
+    def partitions(self) -> int:
+        """How many partitions the log has; fixed for its lifetime."""
+        ...
+
+    @property
+    def log_id(self) -> str:
+        """A stable identity of this log, so a store can refuse a log it was not built from."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def append(self, partition: int, records: Sequence[bytes]) -> list[int]:
+        """Append ``records`` in order; return their offsets once all of them are durable."""
+        ...
+
+    async def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]:
+        """Up to ``max_records`` durable records starting at ``offset`` (empty at the end)."""
+        ...
+
+    async def end_offset(self, partition: int) -> int:
+        """The offset the next durable record will get (= count of durable records)."""
+        ...
+
+    async def wait(self, partition: int, offset: int, timeout: float | None = None) -> int:
+        """Wait until a durable record exists at ``offset`` (end offset > offset) or timeout.
+
+        Returns the end offset seen; the caller compares it with ``offset``.
+        """
+        ...

@@ -1,0 +1,1 @@
+"""Operations: the ``marconi`` command, settings, wiring, benchmarks."""

@@ -1,0 +1,1 @@
+"""Placeholder until the broker plugin lands."""
