@@ -1,0 +1,233 @@
+"""Commands: one frozen type per state-changing operation, and their versioned encoding.
+
+Everything non-deterministic (ids, time, client id, the settings apply uses) is stamped on the
+command before it is appended, so ``apply`` can stay a pure function (DESIGN.md §2.2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+
+VERSION = 1
+
+
+class CommandDecodeError(ValueError):
+    """A record that is not a command this code understands."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    """Fields every command carries."""
+
+    TAG: ClassVar[str] = ""
+
+    id: str
+    project: str = ""
+    queue: str = ""
+    client_id: str = ""
+    time_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateQueue(Command):
+    TAG: ClassVar[str] = "queue.create"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateQueue(Command):
+    """JSON-patch operations, as the client sent them; validated against state in apply."""
+
+    TAG: ClassVar[str] = "queue.update"
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    limits: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteQueue(Command):
+    TAG: ClassVar[str] = "queue.delete"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurgeQueue(Command):
+    TAG: ClassVar[str] = "queue.purge"
+    resource_types: list[str] = field(default_factory=lambda: ["messages", "subscriptions"])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewMessage:
+    """One message of a post: ``ttl``/``delay`` are None when the client left them out."""
+
+    id: str
+    body: Any
+    ttl: int | None = None
+    delay: Any = None  # validated in apply: only delayed queues honour it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostMessages(Command):
+    TAG: ClassVar[str] = "messages.post"
+    messages: list[NewMessage] = field(default_factory=list)
+    size: int = 0  # request body bytes, checked against the queue's own cap
+    default_ttl: int = 3600
+    max_post_size: int = 262144
+    max_delay: int = 900
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteMessage(Command):
+    TAG: ClassVar[str] = "message.delete"
+    message_id: str
+    claim_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteMessages(Command):
+    TAG: ClassVar[str] = "messages.delete"
+    message_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PopMessages(Command):
+    TAG: ClassVar[str] = "messages.pop"
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateClaim(Command):
+    TAG: ClassVar[str] = "claim.create"
+    claim_id: str
+    ttl: int = 300
+    grace: int = 60
+    limit: int = 10
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateClaim(Command):
+    TAG: ClassVar[str] = "claim.update"
+    claim_id: str
+    ttl: int = 300
+    grace: int = 60
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseClaim(Command):
+    TAG: ClassVar[str] = "claim.release"
+    claim_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateSubscription(Command):
+    TAG: ClassVar[str] = "subscription.create"
+    subscription_id: str
+    subscriber: str
+    ttl: int = 3600
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateSubscription(Command):
+    """Only the fields the client sent (``subscriber``, ``ttl``, ``options``)."""
+
+    TAG: ClassVar[str] = "subscription.update"
+    subscription_id: str
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteSubscription(Command):
+    TAG: ClassVar[str] = "subscription.delete"
+    subscription_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfirmSubscription(Command):
+    TAG: ClassVar[str] = "subscription.confirm"
+    subscription_id: str
+    confirmed: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sweep(Command):
+    """Remove what expired at or before ``cutoff_ms``, at most ``max_count`` items a kind."""
+
+    TAG: ClassVar[str] = "sweep"
+    cutoff_ms: int = 0
+    max_count: int = 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportDeadLetters(Command):
+    """Messages moved from another queue (maybe another partition) by the dead-letter rule.
+
+    Applied only if ``origin_offset`` is past the high-water mark kept for
+    ``source_partition``, so a re-send after a crash is a no-op (exactly-once).
+    """
+
+    TAG: ClassVar[str] = "deadletter.import"
+    source_partition: int
+    origin_offset: int
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxDone(Command):
+    """The outbox entry written at ``origin_offset`` was delivered; clear it."""
+
+    TAG: ClassVar[str] = "outbox.done"
+    origin_offset: int
+
+
+COMMAND_TYPES: dict[str, type[Command]] = {
+    cls.TAG: cls
+    for cls in (
+        CreateQueue, UpdateQueue, DeleteQueue, PurgeQueue, PostMessages, DeleteMessage,
+        DeleteMessages, PopMessages, CreateClaim, UpdateClaim, ReleaseClaim,
+        CreateSubscription, UpdateSubscription, DeleteSubscription, ConfirmSubscription,
+        Sweep, ImportDeadLetters, OutboxDone,
+    )
+}
+
+
+def _plain(cmd: Command) -> dict[str, Any]:
+    out: dict[str, Any] = {"v": VERSION, "t": cmd.TAG}
+    for f in dataclasses.fields(cmd):
+        value = getattr(cmd, f.name)
+        if f.name == "messages" and isinstance(cmd, PostMessages):
+            value = [dataclasses.asdict(m) for m in value]
+        out[f.name] = value
+    return out
+
+
+def encode(cmd: Command) -> bytes:
+    """The record bytes of a command (orjson, with a version and a type tag)."""
+    return orjson.dumps(_plain(cmd))
+
+
+def decode(record: bytes) -> Command:
+    """The command in a record; ``CommandDecodeError`` for anything else."""
+    try:
+        data = orjson.loads(record)
+    except orjson.JSONDecodeError as exc:
+        raise CommandDecodeError(f"record is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CommandDecodeError("record is not a JSON object")
+    version = data.pop("v", None)
+    if version != VERSION:
+        raise CommandDecodeError(f"unknown command version {version!r} (this code reads {VERSION})")
+    cls = COMMAND_TYPES.get(data.pop("t", None))  # type: ignore[arg-type]
+    if cls is None:
+        raise CommandDecodeError("unknown command type")
+    if cls is PostMessages and isinstance(data.get("messages"), list):
+        try:
+            data["messages"] = [NewMessage(**m) for m in data["messages"]]
+        except TypeError as exc:
+            raise CommandDecodeError(f"bad message in post: {exc}") from exc
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise CommandDecodeError(f"bad {cls.TAG} command: {exc}") from exc

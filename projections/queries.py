@@ -1,0 +1,246 @@
+"""Queries: every read is answered from the view with the current clock, never changing state.
+
+Each function reads one view synchronously (no awaits), so it sees one consistent state:
+between two commits, never half of a batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from projections import keys as K
+from projections.apply import get_queue, read_meta
+from projections.store import View
+
+
+def _loads(raw: bytes) -> Any:
+    return orjson.loads(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message as a read sees it at ``now``."""
+
+    id: str
+    body: Any
+    ttl: int
+    age: int
+    created: int  # ms
+    claim_id: str | None
+    seq: int
+
+
+def _message(raw: bytes, seq: int, now: int) -> Message:
+    m = _loads(raw)
+    live_claim = m["k"] if m["k"] and m["ke"] > now else None
+    return Message(id=m["id"], body=m["body"], ttl=m["ttl"], age=max(0, (now - m["c"]) // 1000),
+                   created=m["c"], claim_id=live_claim, seq=seq)
+
+
+def _visible(m: dict[str, Any], now: int) -> bool:
+    return m["e"] > now
+
+
+def queue_exists(view: View, partition: int, project: str, name: str) -> bool:
+    return get_queue(view, partition, project, name) is not None
+
+
+def queue_metadata(view: View, partition: int, project: str, name: str) -> dict[str, Any] | None:
+    q = get_queue(view, partition, project, name)
+    return None if q is None else q["meta"]
+
+
+def queue_names(view: View, partition: int, project: str, *, after: str | None, limit: int,
+                name_contains: str | None = None,
+                filters: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Up to ``limit`` queues of a project in one partition, by name, after ``after``."""
+    prefix = K.queues_of(partition, project)
+    start = prefix if after is None else prefix + after.encode() + b"\x00"
+    out: list[tuple[str, dict[str, Any]]] = []
+    for key, raw in view.scan(start, K.prefix_end(prefix)):
+        name = key[len(prefix):].decode()
+        if name_contains and name_contains not in name:
+            continue
+        q = _loads(raw)
+        if filters and any(q["meta"].get(k) != v for k, v in filters.items()):
+            continue
+        out.append((name, q["meta"]))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def queue_count(view: View, partition: int, project: str) -> int:
+    prefix = K.queues_of(partition, project)
+    return sum(1 for _ in view.scan(prefix, K.prefix_end(prefix)))
+
+
+def stats(view: View, partition: int, project: str, name: str, now: int) -> dict[str, Any]:
+    """claimed / free / total and the oldest and newest message, as of ``now``."""
+    q = get_queue(view, partition, project, name)
+    if q is None:
+        return {"claimed": 0, "free": 0, "total": 0}
+    inc = q["inc"]
+    expired_prefix = K.scope(partition, K.QEXP, project, name, inc)
+    expired = sum(1 for _ in view.scan(expired_prefix, expired_prefix + K.u64(now + 1)))
+    total = q["count"] - expired
+    claimed = 0
+    claims_prefix = K.scope(partition, K.QCLEXP, project, name, inc)
+    claim_scope = K.scope(partition, K.CLAIM, project, name, inc)
+    msg_scope = K.scope(partition, K.MSG, project, name, inc)
+    for key, _ in view.scan(claims_prefix + K.u64(now + 1), K.prefix_end(claims_prefix)):
+        raw = view.get(claim_scope + key[len(claims_prefix) + 8:])
+        if raw is None:
+            continue
+        for seq in _loads(raw)["m"]:
+            m = view.get(msg_scope + K.u64(seq))
+            if m is not None and _visible(_loads(m), now):
+                claimed += 1
+    result: dict[str, Any] = {"claimed": claimed, "free": total - claimed, "total": total}
+    if total > 0:
+        oldest = _first_visible(view, msg_scope, now, reverse=False)
+        newest = _first_visible(view, msg_scope, now, reverse=True)
+        if oldest is not None and newest is not None:
+            result["oldest"] = oldest
+            result["newest"] = newest
+    return result
+
+
+def _first_visible(view: View, msg_scope: bytes, now: int, *, reverse: bool) -> Message | None:
+    for key, raw in view.scan(msg_scope, K.prefix_end(msg_scope), reverse=reverse):
+        if _visible(_loads(raw), now):
+            return _message(raw, K.U64.unpack_from(key, len(msg_scope))[0], now)
+    return None
+
+
+def list_messages(view: View, partition: int, project: str, name: str, now: int, *,
+                  marker: int | None, limit: int, client_id: str | None, echo: bool,
+                  include_claimed: bool, include_delayed: bool) -> list[Message]:
+    """A page in queue order after ``marker``, filled to ``limit`` unless the queue ends."""
+    q = get_queue(view, partition, project, name)
+    if q is None:
+        return []
+    msg_scope = K.scope(partition, K.MSG, project, name, q["inc"])
+    start = msg_scope if marker is None else msg_scope + K.u64(marker + 1)
+    page: list[Message] = []
+    for key, raw in view.scan(start, K.prefix_end(msg_scope)):
+        m = _loads(raw)
+        if m["e"] <= now:
+            continue
+        if not include_claimed and m["k"] and m["ke"] > now:
+            continue
+        if not include_delayed and m["d"] > now:
+            continue
+        if not echo and client_id is not None and m["cl"] == client_id:
+            continue
+        page.append(_message(raw, K.U64.unpack_from(key, len(msg_scope))[0], now))
+        if len(page) >= limit:
+            break
+    return page
+
+
+def get_message(view: View, partition: int, project: str, name: str, message_id: str,
+                now: int) -> Message | None:
+    q = get_queue(view, partition, project, name)
+    if q is None:
+        return None
+    raw_seq = view.get(K.scope(partition, K.MSGID, project, name, q["inc"]) + message_id.encode())
+    if raw_seq is None:
+        return None
+    seq = K.U64.unpack(raw_seq)[0]
+    raw = view.get(K.scope(partition, K.MSG, project, name, q["inc"]) + K.u64(seq))
+    if raw is None or not _visible(_loads(raw), now):
+        return None
+    return _message(raw, seq, now)
+
+
+def get_claim(view: View, partition: int, project: str, name: str, claim_id: str,
+              now: int) -> dict[str, Any] | None:
+    """A live claim: ttl, age, and the messages it still holds."""
+    q = get_queue(view, partition, project, name)
+    if q is None:
+        return None
+    raw = view.get(K.scope(partition, K.CLAIM, project, name, q["inc"]) + claim_id.encode())
+    if raw is None:
+        return None
+    claim = _loads(raw)
+    if claim["e"] <= now:
+        return None
+    msg_scope = K.scope(partition, K.MSG, project, name, q["inc"])
+    messages = []
+    for seq in claim["m"]:
+        m = view.get(msg_scope + K.u64(seq))
+        if m is not None and _visible(_loads(m), now):
+            messages.append(_message(m, seq, now))
+    return {"ttl": claim["ttl"], "age": max(0, (now - claim["u"]) // 1000),
+            "messages": messages}
+
+
+def list_subscriptions(view: View, partition: int, project: str, name: str, now: int, *,
+                       marker: str | None, limit: int) -> list[dict[str, Any]]:
+    prefix = K.sub_scope(partition, K.SUB, project, name)
+    start = prefix if marker is None else prefix + marker.encode() + b"\x00"
+    out = []
+    for _, raw in view.scan(start, K.prefix_end(prefix)):
+        sub = _loads(raw)
+        if sub["e"] <= now:
+            continue
+        out.append(subscription_view(sub, name, now))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def get_subscription(view: View, partition: int, project: str, name: str, sub_id: str,
+                     now: int) -> dict[str, Any] | None:
+    raw = view.get(K.sub_scope(partition, K.SUB, project, name) + sub_id.encode())
+    if raw is None:
+        return None
+    sub = _loads(raw)
+    return None if sub["e"] <= now else subscription_view(sub, name, now)
+
+
+def subscription_view(sub: dict[str, Any], source: str, now: int) -> dict[str, Any]:
+    return {"id": sub["id"], "source": source, "subscriber": sub["subscriber"],
+            "ttl": sub["ttl"], "age": max(0, (now - sub["c"]) // 1000),
+            "options": sub["options"], "confirmed": sub["confirmed"]}
+
+
+def outcome(view: View, partition: int, command_id: str) -> dict[str, Any] | None:
+    raw = view.get(K.outcome(partition, command_id))
+    return None if raw is None else _loads(raw)
+
+
+def partition_state(view: View, partition: int) -> dict[str, Any]:
+    """Applied offset, effective time and counters of one partition."""
+    return read_meta(view, partition)
+
+
+def outbox(view: View, partition: int, limit: int = 100) -> list[tuple[int, dict[str, Any]]]:
+    """Pending cross-partition moves, in origin-offset order."""
+    prefix = K.kind_prefix(partition, K.OUTBOX)
+    out = []
+    for key, raw in view.scan(prefix, K.prefix_end(prefix)):
+        out.append((K.U64.unpack_from(key, len(prefix))[0], _loads(raw)))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def quarantined(view: View, partition: int) -> list[tuple[int, dict[str, Any]]]:
+    prefix = K.kind_prefix(partition, K.QUARANTINE)
+    return [(K.U64.unpack_from(key, len(prefix))[0], _loads(raw))
+            for key, raw in view.scan(prefix, K.prefix_end(prefix))]
+
+
+def sweep_due(view: View, partition: int, cutoff: int) -> bool:
+    """Whether a Sweep at ``cutoff`` would remove anything (so idle partitions append none)."""
+    for kind in (K.PEXP, K.PCLEXP, K.PSUBEXP):
+        prefix = K.kind_prefix(partition, kind)
+        for _ in view.scan(prefix, prefix + K.u64(cutoff + 1)):
+            return True
+    prefix = K.kind_prefix(partition, K.GARBAGE)
+    return any(True for _ in view.scan(prefix, K.prefix_end(prefix)))

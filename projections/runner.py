@@ -1,0 +1,309 @@
+"""The runner: tails the partitions it owns and folds them into the store, batch by batch.
+
+One WriteBatch per batch, holding the state changes and the applied offset together
+(DESIGN.md §2.4). Callers ``await applied(partition, offset)`` for the read barrier and the
+write path. As the owner of its partitions it also appends the ``Sweep`` commands and sends
+the dead-letter outbox (DESIGN.md §7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Self
+
+import orjson
+
+from log import Log, partition_for
+from projections import keys as K
+from projections import queries
+from projections.apply import apply_record
+from projections.commands import ImportDeadLetters, OutboxDone, Sweep, encode
+from projections.overlay import Overlay
+from projections.store import View, ViewStore
+
+logger = logging.getLogger(__name__)
+
+IDENTITY_KEY = b"\xff\xff\xffidentity"
+
+
+class StoreMismatchError(Exception):
+    """The store was not built from this log, or is ahead of it."""
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def digest(view: View) -> str:
+    """A hash over every key and value of the store, in key order."""
+    h = hashlib.blake2b(digest_size=32)
+    for key, value in view.scan(b"", b"\xff" * 16):
+        h.update(len(key).to_bytes(4, "big"))
+        h.update(key)
+        h.update(len(value).to_bytes(4, "big"))
+        h.update(value)
+    return h.hexdigest()
+
+
+def check_identity(store: ViewStore, log: Log) -> None:
+    """Refuse a store built from another log; stamp a fresh store with this log's identity."""
+    raw = store.get(IDENTITY_KEY)
+    identity = {"log_id": log.log_id, "partitions": log.partitions}
+    if raw is None:
+        store.commit({IDENTITY_KEY: orjson.dumps(identity)})
+        return
+    stored = orjson.loads(raw)
+    if stored != identity:
+        raise StoreMismatchError(
+            f"store belongs to log {stored['log_id']} with {stored['partitions']} partitions, "
+            f"not {identity['log_id']} with {identity['partitions']}")
+
+
+async def check_position(store: View, log: Log, partition: int) -> int:
+    """The applied offset of a partition, checked against the log (never ahead, same record)."""
+    applied = queries.partition_state(store, partition)["offset"]
+    if applied < 0:
+        return applied
+    end = await log.end_offset(partition)
+    if applied >= end:
+        raise StoreMismatchError(
+            f"store has applied partition {partition} up to offset {applied}, but the log ends "
+            f"at {end}: the store is ahead of its log")
+    (record,) = await log.read(partition, applied, 1)
+    if zlib.crc32(record.value) != queries.partition_state(store, partition)["crc"]:
+        raise StoreMismatchError(
+            f"partition {partition}: the record at offset {applied} differs from the one the "
+            "store applied; the store was built from another log")
+    return applied
+
+
+async def fold(log: Log, store: ViewStore, partition: int, start: int, *,
+               until: int | None = None, batch: int = 2000,
+               on_commit: Callable[[int], None] | None = None) -> int:
+    """Apply records ``start..until`` (or to the current end) of one partition; returns last."""
+    applied = start - 1
+    end = await log.end_offset(partition) if until is None else until
+    while applied + 1 < end:
+        records = await log.read(partition, applied + 1, min(batch, end - applied - 1))
+        if not records:
+            break
+        tx = Overlay(store)
+        for rec in records:
+            _merge(tx, apply_record(tx, partition, rec.offset, rec.value))
+        store.commit(tx.changes)
+        applied = records[-1].offset
+        if on_commit is not None:
+            on_commit(applied)
+    return applied
+
+
+def _merge(tx: Overlay, changes: dict[bytes, bytes | None]) -> None:
+    for key, value in changes.items():
+        if value is None:
+            tx.delete(key)
+        else:
+            tx.put(key, value)
+
+
+class Runner:
+    """Tails ``partitions`` of ``log`` into ``store``; the owner duties run beside it."""
+
+    def __init__(
+        self,
+        log: Log,
+        store: ViewStore,
+        partitions: Iterable[int],
+        *,
+        batch_records: int = 1000,
+        slice_ms: float = 5.0,
+        sweep_interval: float = 1.0,
+        sweep_max: int = 1000,
+        clock: Callable[[], int] = wall_ms,
+        ids: Callable[[], str] = new_id,
+    ) -> None:
+        self._log = log
+        self._store = store
+        self._owned = sorted(set(partitions))
+        self._batch = batch_records
+        self._slice = slice_ms / 1000
+        self._sweep_interval = sweep_interval
+        self._sweep_max = sweep_max
+        self._clock = clock
+        self._ids = ids
+        self._applied: dict[int, int] = {}
+        self._waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._outbox_wake: dict[int, asyncio.Event] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failed: BaseException | None = None
+
+    @property
+    def partitions(self) -> list[int]:
+        return list(self._owned)
+
+    def applied_offset(self, partition: int) -> int:
+        return self._applied[partition]
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        check_identity(self._store, self._log)
+        for p in self._owned:
+            self._applied[p] = await check_position(self._store, self._log, p)
+            self._waiters[p] = []
+            self._outbox_wake[p] = asyncio.Event()
+            self._outbox_wake[p].set()
+        loop = asyncio.get_running_loop()
+        for p in self._owned:
+            self._tasks.append(loop.create_task(self._tail(p), name=f"tail-{p}"))
+            self._tasks.append(loop.create_task(self._send_outbox(p), name=f"outbox-{p}"))
+        if self._sweep_interval > 0:
+            self._tasks.append(loop.create_task(self._sweeper(), name="sweeper"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for waiters in self._waiters.values():
+            for _, fut in waiters:
+                if not fut.done():
+                    fut.cancel()
+
+    # -- barrier -------------------------------------------------------------------------
+
+    async def applied(self, partition: int, offset: int, timeout: float | None = None) -> None:
+        """Wait until ``partition`` has applied ``offset``."""
+        if self._applied[partition] >= offset:
+            return
+        if self._failed is not None:
+            raise RuntimeError(f"projection runner failed: {self._failed!r}")
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters[partition].append((offset, fut))
+        await asyncio.wait_for(fut, timeout)
+
+    async def barrier(self, partition: int, timeout: float | None = None) -> None:
+        """Wait until everything in the log now is applied (a linearizable read, §2.6)."""
+        end = await self._log.end_offset(partition)
+        await self.applied(partition, end - 1, timeout)
+
+    def _advance(self, partition: int, offset: int) -> None:
+        self._applied[partition] = offset
+        waiters = self._waiters[partition]
+        if not waiters:
+            return
+        keep = []
+        for target, fut in waiters:
+            if fut.done():
+                continue
+            if target <= offset:
+                fut.set_result(None)
+            else:
+                keep.append((target, fut))
+        self._waiters[partition] = keep
+
+    # -- tailing -------------------------------------------------------------------------
+
+    async def _tail(self, partition: int) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                nxt = self._applied[partition] + 1
+                records = await self._log.read(partition, nxt, self._batch)
+                if not records:
+                    await self._log.wait(partition, nxt, timeout=1.0)
+                    continue
+                i = 0
+                while i < len(records):
+                    # Apply for one time slice, commit, then yield to requests (§7).
+                    deadline = loop.time() + self._slice
+                    tx = Overlay(self._store)
+                    outbox_touched = False
+                    start = i
+                    while i < len(records) and (i == start or loop.time() < deadline):
+                        rec = records[i]
+                        changes = apply_record(tx, partition, rec.offset, rec.value)
+                        _merge(tx, changes)
+                        if not outbox_touched:
+                            outbox_touched = any(k[2] == K.OUTBOX for k in changes)
+                        i += 1
+                    self._store.commit(tx.changes)
+                    self._advance(partition, records[i - 1].offset)
+                    if outbox_touched:
+                        self._outbox_wake[partition].set()
+                    await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._failed = exc
+            logger.exception("partition %d: runner stopped", partition)
+            for _, fut in self._waiters[partition]:
+                if not fut.done():
+                    fut.set_exception(RuntimeError(f"projection runner failed: {exc!r}"))
+            raise
+
+    # -- owner duties ----------------------------------------------------------------------
+
+    def _now(self, partition: int) -> int:
+        return max(self._clock(), queries.partition_state(self._store, partition)["time"])
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            for p in self._owned:
+                try:
+                    await self.sweep(p)
+                except Exception:  # an append can fail transiently; try next round
+                    logger.exception("partition %d: sweep failed", p)
+
+    async def sweep(self, partition: int) -> bool:
+        """Append a Sweep if something in the partition is due; returns whether it did."""
+        now = self._now(partition)
+        if not queries.sweep_due(self._store, partition, now):
+            return False
+        cmd = Sweep(id=self._ids(), time_ms=now, cutoff_ms=now, max_count=self._sweep_max)
+        (offset,) = await self._log.append(partition, [encode(cmd)])
+        await self.applied(partition, offset)
+        return True
+
+    async def _send_outbox(self, partition: int) -> None:
+        wake = self._outbox_wake[partition]
+        while True:
+            await wake.wait()
+            wake.clear()
+            try:
+                await self._drain_outbox(partition)
+            except Exception:
+                logger.exception("partition %d: outbox delivery failed; retrying", partition)
+                await asyncio.sleep(1.0)
+                wake.set()
+
+    async def _drain_outbox(self, partition: int) -> None:
+        while entries := queries.outbox(self._store, partition):
+            for origin, entry in entries:
+                target = partition_for(entry["project"], entry["queue"], self._log.partitions)
+                move = ImportDeadLetters(
+                    id=self._ids(), project=entry["project"], queue=entry["queue"],
+                    time_ms=self._clock(), source_partition=partition, origin_offset=origin,
+                    messages=entry["messages"])
+                await self._log.append(target, [encode(move)])
+                done = OutboxDone(id=self._ids(), time_ms=self._clock(), origin_offset=origin)
+                (offset,) = await self._log.append(partition, [encode(done)])
+                await self.applied(partition, offset)
