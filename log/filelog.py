@@ -274,7 +274,8 @@ class FileLog:
             base = int(seg_path.stem)
             if base != expected_base:
                 raise LogCorruptError(
-                    f"{seg_path}: starts at offset {base}, expected {expected_base} (missing segment?)"
+                    f"{seg_path}: starts at offset {base}, expected {expected_base} "
+                    "(missing segment?)"
                 )
             segment = _Segment(base=base, path=seg_path)
             data = seg_path.read_bytes()

@@ -116,7 +116,7 @@ def apply_record(view: View, partition: int, offset: int, record: bytes) -> Chan
     except Rejected as rejected:
         outcome = {"error": rejected.error, "description": rejected.description}
         tx_changes = {}
-    except Exception as exc:  # noqa: BLE001 - deterministic failures are quarantined
+    except Exception as exc:
         _quarantine(tx, partition, offset, record, f"apply: {type(exc).__name__}: {exc}")
         tx.put(K.meta(partition), dumps(meta))
         return tx.changes
@@ -473,8 +473,7 @@ def _create_claim(tx: Overlay, cmd: CreateClaim, ctx: Context, meta: dict) -> Ou
     if moved:
         tx.put(K.outbox(ctx.partition, ctx.offset), dumps(
             {"project": cmd.project, "queue": dlq, "messages": moved}))
-    if moved or taken:
-        _put_queue(tx, ctx, cmd.project, cmd.queue, q)
+    _put_queue(tx, ctx, cmd.project, cmd.queue, q)  # expired messages met may have gone
     if not delivered:
         return {"messages": []}
     claim = {"id": cmd.claim_id, "ttl": cmd.ttl, "grace": cmd.grace, "u": ctx.now, "e": expires,
@@ -576,7 +575,7 @@ def _purge(tx: Overlay, cmd: PurgeQueue, ctx: Context, meta: dict) -> Outcome:
         _put_queue(tx, ctx, cmd.project, cmd.queue, q)
     if "subscriptions" in cmd.resource_types:
         prefix = K.sub_scope(ctx.partition, K.SUB, cmd.project, cmd.queue)
-        for key, raw in list(tx.scan(prefix, K.prefix_end(prefix))):
+        for _key, raw in list(tx.scan(prefix, K.prefix_end(prefix))):
             _remove_subscription(tx, ctx, cmd.project, cmd.queue, loads(raw))
     return {"purged": purged}
 

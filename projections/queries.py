@@ -173,7 +173,7 @@ def get_claim(view: View, partition: int, project: str, name: str, claim_id: str
     messages = []
     for seq in claim["m"]:
         m = view.get(msg_scope + K.u64(seq))
-        if m is not None and _visible(_loads(m), now):
+        if m is not None and _visible(_loads(m), now) and _loads(m)["k"] == claim_id:
             messages.append(_message(m, seq, now))
     return {"ttl": claim["ttl"], "age": max(0, (now - claim["u"]) // 1000),
             "messages": messages}

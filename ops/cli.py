@@ -1,0 +1,92 @@
+"""The ``marconi`` command: one sub-command per operator task; each lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ops.serve import serve
+
+    return serve(args)
+
+
+def _digest(args: argparse.Namespace) -> int:
+    from ops.admin import digest_command
+
+    return digest_command(args.data)
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from ops.admin import rebuild_command
+
+    return rebuild_command(args.data)
+
+
+def _bench_log(args: argparse.Namespace) -> int:
+    from ops.bench.log import main
+
+    main(partitions=args.partitions, appenders=tuple(args.appenders), seconds=args.seconds,
+         record_bytes=args.record_bytes, kafka=args.kafka, include_nondurable=args.nondurable)
+    return 0
+
+
+def _bench_core(args: argparse.Namespace) -> int:
+    from ops.bench.core import main
+
+    main(commands=args.commands, partitions=args.partitions)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="marconi", description=__doc__)
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the Zaqar v2 API on the embedded log")
+    serve.add_argument("--data", default="./data", help="data directory (log + store)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--config", default=None, help="settings file (TOML)")
+    serve.add_argument("--partitions", type=int, default=None,
+                       help="partitions of a new log (default 16)")
+    serve.set_defaults(func=_serve)
+
+    digest = sub.add_parser("digest", help="hash of the whole projected state")
+    digest.add_argument("--data", default="./data")
+    digest.set_defaults(func=_digest)
+
+    rebuild = sub.add_parser("rebuild", help="recompute every projection from offset 0")
+    rebuild.add_argument("--data", default="./data")
+    rebuild.set_defaults(func=_rebuild)
+
+    bench = sub.add_parser("bench", help="benchmarks (print figures)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    blog = bench_sub.add_parser("log", help="appends/s and latency of each log")
+    blog.add_argument("--partitions", type=int, default=16)
+    blog.add_argument("--appenders", type=int, nargs="+", default=[1, 100, 1000])
+    blog.add_argument("--seconds", type=float, default=3.0)
+    blog.add_argument("--record-bytes", type=int, default=1024)
+    blog.add_argument("--kafka", default=None,
+                      help="bootstrap servers; default: start the tansu test broker; '' to skip")
+    blog.add_argument("--nondurable", action="store_true", help="also FileLog without fsync")
+    blog.set_defaults(func=_bench_log)
+    bcore = bench_sub.add_parser("core", help="apply and rebuild throughput")
+    bcore.add_argument("--commands", type=int, default=50_000)
+    bcore.add_argument("--partitions", type=int, default=4)
+    bcore.set_defaults(func=_bench_core)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

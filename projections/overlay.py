@@ -1,0 +1,125 @@
+"""Pending writes over a base view: how a batch of commands sees its own effects (DESIGN §7).
+
+The runner applies many commands into one Overlay and commits ``overlay.changes`` as one
+WriteBatch. Every read apply makes — point reads and ordered scans — goes through the overlay,
+so two claims in one batch cannot take the same messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sortedcontainers import SortedDict
+
+from projections.memstore import CHUNK, range_chunk
+from projections.store import View
+
+_MISSING = object()
+
+
+def _check_key(key: object) -> None:
+    if type(key) is not bytes:
+        raise TypeError(f"store keys must be bytes, got {type(key).__name__}: {key!r}")
+
+
+class Overlay:
+    """A View of pending puts and deletes (tombstones) layered over ``base``.
+
+    Scans merge the pending entries with ``base.scan`` lazily, so taking the first few items of
+    a huge range costs a few items, not the range. Pending writes made while a scan of this
+    overlay is suspended are seen for keys the scan has not reached yet (a cursor, like
+    MemoryStore); writes behind the scan's position are not revisited. Overlays stack: the base
+    may itself be an Overlay.
+    """
+
+    def __init__(self, base: View) -> None:
+        self._base = base
+        self._pending: SortedDict = SortedDict()  # key -> value, or None for a delete
+        self._version = 0  # bumped by every write so suspended scans know to re-seek
+
+    @property
+    def base(self) -> View:
+        return self._base
+
+    @property
+    def changes(self) -> dict[bytes, bytes | None]:
+        """The pending writes (None deletes), ready for ``ViewStore.commit``. A copy."""
+        return dict(self._pending)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Stage ``key = value``; types are checked here, where the bug is, not at commit."""
+        _check_key(key)
+        if type(value) is not bytes:
+            raise TypeError(f"store values must be bytes, got {type(value).__name__} at {key!r}")
+        self._pending[key] = value
+        self._version += 1
+
+    def delete(self, key: bytes) -> None:
+        """Stage a delete: a tombstone hides the base's key until the overlay is cleared."""
+        _check_key(key)
+        self._pending[key] = None
+        self._version += 1
+
+    def clear(self) -> None:
+        """Drop every pending write (after a commit, or to abandon a batch)."""
+        self._pending.clear()
+        self._version += 1
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._pending.get(key, _MISSING)
+        if value is _MISSING:
+            return self._base.get(key)
+        return value  # type: ignore[return-value]
+
+    def scan(
+        self, start: bytes, stop: bytes, *, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Pairs with ``start <= key < stop`` in key order (descending when ``reverse``)."""
+        if start >= stop:
+            return iter(())
+        return self._merge(start, stop, reverse)
+
+    def _merge(self, start: bytes, stop: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+        """Merge the base scan with pending entries, pending winning on equal keys.
+
+        ``after`` is the last key processed from either side. Pending keys are copied in
+        short chunks; when the overlay changed since a chunk was taken, the chunk is dropped
+        and re-read past ``after``, so ``chunk[index]`` is always the first pending key past
+        ``after``. A base key is therefore only ever passed over when it is yielded or when
+        the pending side takes the same key (yields it, or hides it if it is a tombstone).
+        """
+        pending = self._pending
+        base_items = self._base.scan(start, stop, reverse=reverse)
+        head = next(base_items, None)
+        after: bytes | None = None
+        chunk: list[bytes] = []
+        index = 0
+        chunk_version = -1
+        while True:
+            if chunk_version != self._version or (index == len(chunk) and len(chunk) == CHUNK):
+                chunk = range_chunk(pending, start, stop, after, reverse)
+                index = 0
+                chunk_version = self._version
+            if index < len(chunk):
+                pending_key = chunk[index]
+                if head is not None:
+                    base_key, base_value = head
+                    if base_key == pending_key:
+                        pass  # shadowed by the pending entry
+                    elif (base_key > pending_key) if reverse else (base_key < pending_key):
+                        head = next(base_items, None)
+                        after = base_key
+                        yield base_key, base_value
+                        continue
+                index += 1
+                after = pending_key
+                value = pending[pending_key]
+                if value is not None:
+                    yield pending_key, value
+            elif head is not None:
+                key, value = head
+                head = next(base_items, None)
+                after = key
+                yield key, value
+            else:
+                return
