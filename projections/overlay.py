@@ -105,7 +105,7 @@ class Overlay:
                 if head is not None:
                     base_key, base_value = head
                     if base_key == pending_key:
-                        pass  # shadowed by the pending entry
+                        head = next(base_items, None)  # shadowed by the pending entry
                     elif (base_key > pending_key) if reverse else (base_key < pending_key):
                         head = next(base_items, None)
                         after = base_key

@@ -286,6 +286,7 @@ async def test_a_restarted_memory_broker_is_another_log() -> None:
     finally:
         broker.kill()
     assert not broker.alive()
+    broker.stop()  # already dead: only removes its log file
     again = start_tansu(broker.port)
     try:
         async with KafkaLog(again.bootstrap, "restarted", 1) as log:
