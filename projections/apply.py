@@ -44,7 +44,7 @@ from projections.overlay import Overlay
 from projections.store import View
 
 OUTCOME_WINDOW_MS = 10 * 60 * 1000  # how long outcomes (and so de-duplication) are kept
-PRUNE_PER_RECORD = 4  # outcomes pruned per applied record, so pruning keeps up with writes
+PRUNE_PER_RECORD = 64  # outcomes pruned per record when due; more than a record adds
 
 Outcome = dict[str, Any]
 Changes = dict[bytes, bytes | None]
@@ -91,63 +91,63 @@ def apply_record(view: View, partition: int, offset: int, record: bytes) -> Chan
     meta = read_meta(view, partition)
     if offset <= meta["offset"]:
         return {}  # applied before (exactly-once, §2.4)
-    tx = Overlay(view)
     meta["offset"] = offset
     meta["crc"] = zlib.crc32(record)
     try:
         cmd = decode(record)
     except ValueError as exc:
-        _quarantine(tx, partition, offset, record, f"decode: {exc}")
-        tx.put(K.meta(partition), dumps(meta))
-        return tx.changes
+        return _quarantined(partition, offset, record, f"decode: {exc}", meta)
     now = max(cmd.time_ms, meta["time"])
     meta["time"] = now
     ctx = Context(partition, offset, now)
     outcome_key = K.outcome(partition, cmd.id)
-    if cmd.id and tx.get(outcome_key) is not None:
-        tx.put(K.meta(partition), dumps(meta))  # duplicate from a retry: keep first outcome
-        return tx.changes
-    work = Overlay(tx)
+    if cmd.id and view.get(outcome_key) is not None:
+        return {K.meta(partition): dumps(meta)}  # a retry landed twice: keep first outcome
+    tx = Overlay(view)
     counters = dict(meta)  # adopted only if the command succeeds
     try:
-        outcome = apply(work, cmd, ctx, counters)
-        tx_changes = work.changes
+        outcome = apply(tx, cmd, ctx, counters)
         meta = counters
     except Rejected as rejected:
         outcome = {"error": rejected.error, "description": rejected.description}
-        tx_changes = {}
+        tx = Overlay(view)  # a refusal changes nothing but is recorded
     except Exception as exc:
-        _quarantine(tx, partition, offset, record, f"apply: {type(exc).__name__}: {exc}")
-        tx.put(K.meta(partition), dumps(meta))
-        return tx.changes
-    for key, value in tx_changes.items():
-        if value is None:
-            tx.delete(key)
-        else:
-            tx.put(key, value)
+        error = f"apply: {type(exc).__name__}: {exc}"
+        return _quarantined(partition, offset, record, error, meta)
     if cmd.id:
         tx.put(outcome_key, dumps(outcome))
         tx.put(K.outcome_expiry(partition, now, cmd.id), b"")
-    _prune_outcomes(tx, partition, now - OUTCOME_WINDOW_MS, PRUNE_PER_RECORD)
+    if now >= meta.get("prune", 0):
+        meta["prune"] = _prune_outcomes(tx, partition, now)
     tx.put(K.meta(partition), dumps(meta))
     return tx.changes
 
 
-def _quarantine(tx: Overlay, partition: int, offset: int, record: bytes, error: str) -> None:
-    tx.put(K.quarantine(partition, offset), dumps({"error": error, "record": record.hex()}))
+def _quarantined(partition: int, offset: int, record: bytes, error: str,
+                 meta: dict[str, Any]) -> Changes:
+    return {K.quarantine(partition, offset): dumps({"error": error, "record": record.hex()}),
+            K.meta(partition): dumps(meta)}
 
 
-def _prune_outcomes(tx: Overlay, partition: int, before: int, limit: int) -> int:
+def _prune_outcomes(tx: Overlay, partition: int, now: int) -> int:
+    """Drop outcomes older than the window (a bounded slice); returns when to prune next.
+
+    Outcomes stored later are stamped at ``now`` or after, so nothing is due before the
+    oldest remaining one leaves the window.
+    """
     prefix = K.kind_prefix(partition, K.OUTEXP)
+    before = now - OUTCOME_WINDOW_MS
     pruned = 0
-    for key, _ in tx.scan(prefix, prefix + K.u64(max(before, 0))):
-        if pruned >= limit:
-            break
-        command_id = key[len(prefix) + 8 :].decode()
+    for key, _ in tx.scan(prefix, K.prefix_end(prefix)):
+        stamped = K.U64.unpack_from(key, len(prefix))[0]
+        if stamped > before:
+            return stamped + OUTCOME_WINDOW_MS
+        if pruned >= PRUNE_PER_RECORD:
+            return now  # more are due: go on with the next record
         tx.delete(key)
-        tx.delete(K.outcome(partition, command_id))
+        tx.delete(K.outcome(partition, key[len(prefix) + 8 :].decode()))
         pruned += 1
-    return pruned
+    return now + OUTCOME_WINDOW_MS
 
 
 def apply(tx: Overlay, cmd: Command, ctx: Context, meta: dict[str, Any]) -> Outcome:
@@ -343,10 +343,15 @@ def _take_free(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, 
     free_scope = _scope(ctx, K.FREE, project, name, q)
     taken: list[tuple[int, dict[str, Any]]] = []
     expired: list[tuple[int, dict[str, Any]]] = []
-    for key, _ in tx.scan(free_scope, K.prefix_end(free_scope)):
+    # Start at the free-head hint: every free seq is >= it, so the scan never walks over the
+    # tombstones that consumed messages leave at the head of the queue.
+    head = q.get("fh", 0)
+    skipped: int | None = None  # the first delayed message left behind
+    for key, _ in tx.scan(free_scope + K.u64(head), K.prefix_end(free_scope)):
         if len(taken) >= limit:
             break
         seq = K.U64.unpack_from(key, len(free_scope))[0]
+        head = seq + 1
         raw = tx.get(_msg_key(ctx, project, name, q, seq))
         if raw is None:
             tx.delete(key)
@@ -356,6 +361,9 @@ def _take_free(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, 
             expired.append((seq, msg))
         elif include_delayed or msg["d"] <= ctx.now:
             taken.append((seq, msg))
+        elif skipped is None:
+            skipped = seq
+    q["fh"] = head if skipped is None else skipped
     for seq, msg in expired:
         _remove_message(tx, ctx, project, name, q, seq, msg)
     return taken
@@ -419,6 +427,7 @@ def _release(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, An
             msg["ke"] = 0
             tx.put(key, dumps(msg))
             tx.put(free_scope + K.u64(seq), b"")
+            q["fh"] = min(q.get("fh", 0), seq)
     tx.delete(_claim_key(ctx, project, name, q, claim["id"]))
     for key in _claim_expiry_keys(ctx, project, name, q["inc"], claim["e"], claim["id"]):
         tx.delete(key)
@@ -508,6 +517,7 @@ def _release_claim(tx: Overlay, cmd: ReleaseClaim, ctx: Context, meta: dict) -> 
     claim = None if q is None else _get_claim(tx, ctx, cmd.project, cmd.queue, q, cmd.claim_id)
     if q is not None and claim is not None:
         _release(tx, ctx, cmd.project, cmd.queue, q, claim)
+        _put_queue(tx, ctx, cmd.project, cmd.queue, q)
     return {}
 
 
