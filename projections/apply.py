@@ -88,45 +88,59 @@ def read_meta(view: View, partition: int) -> dict[str, Any]:
 
 def apply_record(view: View, partition: int, offset: int, record: bytes) -> Changes:
     """Fold one log record into the view: the changes, including the new applied offset."""
-    meta = read_meta(view, partition)
+    tx = Overlay(view)
+    apply_into(tx, partition, offset, record)
+    return tx.changes
+
+
+def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> None:
+    """``apply_record`` writing straight into a batch's overlay (no per-record copy).
+
+    A refused command's writes are rolled back to the savepoint taken before it, so the
+    result is the same as applying the record alone and merging its changes.
+    """
+    meta = read_meta(tx, partition)
     if offset <= meta["offset"]:
-        return {}  # applied before (exactly-once, §2.4)
+        return  # applied before (exactly-once, §2.4)
     meta["offset"] = offset
     meta["crc"] = zlib.crc32(record)
     try:
         cmd = decode(record)
     except ValueError as exc:
-        return _quarantined(partition, offset, record, f"decode: {exc}", meta)
+        _quarantine(tx, partition, offset, record, f"decode: {exc}", meta)
+        return
     now = max(cmd.time_ms, meta["time"])
     meta["time"] = now
     ctx = Context(partition, offset, now)
     outcome_key = K.outcome(partition, cmd.id)
-    if cmd.id and view.get(outcome_key) is not None:
-        return {K.meta(partition): dumps(meta)}  # a retry landed twice: keep first outcome
-    tx = Overlay(view)
+    if cmd.id and tx.get(outcome_key) is not None:
+        tx.put(K.meta(partition), dumps(meta))  # a retry landed twice: keep first outcome
+        return
     counters = dict(meta)  # adopted only if the command succeeds
+    tx.savepoint()
     try:
         outcome = apply(tx, cmd, ctx, counters)
+        tx.release()
         meta = counters
     except Rejected as rejected:
+        tx.rollback()  # a refusal changes nothing but is recorded
         outcome = {"error": rejected.error, "description": rejected.description}
-        tx = Overlay(view)  # a refusal changes nothing but is recorded
     except Exception as exc:
-        error = f"apply: {type(exc).__name__}: {exc}"
-        return _quarantined(partition, offset, record, error, meta)
+        tx.rollback()
+        _quarantine(tx, partition, offset, record, f"apply: {type(exc).__name__}: {exc}", meta)
+        return
     if cmd.id:
         tx.put(outcome_key, dumps(outcome))
         tx.put(K.outcome_expiry(partition, now, cmd.id), b"")
     if now >= meta.get("prune", 0):
         meta["prune"] = _prune_outcomes(tx, partition, now)
     tx.put(K.meta(partition), dumps(meta))
-    return tx.changes
 
 
-def _quarantined(partition: int, offset: int, record: bytes, error: str,
-                 meta: dict[str, Any]) -> Changes:
-    return {K.quarantine(partition, offset): dumps({"error": error, "record": record.hex()}),
-            K.meta(partition): dumps(meta)}
+def _quarantine(tx: Overlay, partition: int, offset: int, record: bytes, error: str,
+                meta: dict[str, Any]) -> None:
+    tx.put(K.quarantine(partition, offset), dumps({"error": error, "record": record.hex()}))
+    tx.put(K.meta(partition), dumps(meta))
 
 
 def _prune_outcomes(tx: Overlay, partition: int, now: int) -> int:

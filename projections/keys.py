@@ -9,6 +9,7 @@ Integers are big-endian u64, so byte order is numeric order.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 
 U16 = struct.Struct(">H")
 U64 = struct.Struct(">Q")
@@ -41,6 +42,7 @@ def u64(n: int) -> bytes:
     return U64.pack(n)
 
 
+@lru_cache(maxsize=65536)
 def lp(text: str) -> bytes:
     """Length-prefixed UTF-8."""
     raw = text.encode()
@@ -53,6 +55,7 @@ def read_lp(key: bytes, pos: int) -> tuple[str, int]:
     return key[start : start + n].decode(), start + n
 
 
+@lru_cache(maxsize=4096)
 def kind_prefix(partition: int, kind: int) -> bytes:
     return U16.pack(partition) + bytes((kind,))
 
@@ -86,6 +89,7 @@ def queues_of(partition: int, project: str) -> bytes:
     return kind_prefix(partition, QUEUE) + lp(project)
 
 
+@lru_cache(maxsize=65536)
 def scope(partition: int, kind: int, project: str, name: str, inc: int) -> bytes:
     """Prefix of one kind of key under a queue incarnation."""
     return kind_prefix(partition, kind) + lp(project) + lp(name) + u64(inc)

@@ -35,7 +35,11 @@ class Overlay:
     def __init__(self, base: View) -> None:
         self._base = base
         self._pending: SortedDict = SortedDict()  # key -> value, or None for a delete
+        # New keys wait here (a plain dict) until the next scan sorts them in with one bulk
+        # update: a batch that only writes never pays for a sorted insert per key.
+        self._fresh: dict[bytes, bytes | None] = {}
         self._version = 0  # bumped by every write so suspended scans know to re-seek
+        self._journal: list[tuple[bytes, object]] | None = None  # undo log of a savepoint
 
     @property
     def base(self) -> View:
@@ -44,31 +48,74 @@ class Overlay:
     @property
     def changes(self) -> dict[bytes, bytes | None]:
         """The pending writes (None deletes), ready for ``ViewStore.commit``. A copy."""
-        return dict(self._pending)
+        out = dict(self._pending)
+        out.update(self._fresh)
+        return out
+
+    def _stage(self, key: bytes, value: bytes | None) -> None:
+        if self._journal is not None:
+            previous = self._fresh.get(key, _MISSING)
+            if previous is _MISSING:
+                previous = self._pending.get(key, _MISSING)
+            self._journal.append((key, previous))
+        if key in self._pending:
+            self._pending[key] = value
+        else:
+            self._fresh[key] = value
+        self._version += 1
+
+    def _sort_fresh(self) -> None:
+        if self._fresh:
+            self._pending.update(self._fresh)
+            self._fresh = {}
 
     def put(self, key: bytes, value: bytes) -> None:
         """Stage ``key = value``; types are checked here, where the bug is, not at commit."""
-        _check_key(key)
+        if type(key) is not bytes:
+            _check_key(key)
         if type(value) is not bytes:
             raise TypeError(f"store values must be bytes, got {type(value).__name__} at {key!r}")
-        self._pending[key] = value
-        self._version += 1
+        self._stage(key, value)
 
     def delete(self, key: bytes) -> None:
         """Stage a delete: a tombstone hides the base's key until the overlay is cleared."""
-        _check_key(key)
-        self._pending[key] = None
+        if type(key) is not bytes:
+            _check_key(key)
+        self._stage(key, None)
+
+    def savepoint(self) -> None:
+        """Start recording writes so ``rollback`` can undo them (one command's writes)."""
+        self._journal = []
+
+    def release(self) -> None:
+        """Keep the writes since the savepoint."""
+        self._journal = None
+
+    def rollback(self) -> None:
+        """Undo every write since the savepoint, newest first."""
+        journal, self._journal = self._journal or [], None
+        for key, previous in reversed(journal):
+            if previous is _MISSING:
+                self._fresh.pop(key, None)
+                self._pending.pop(key, None)
+            elif key in self._pending:
+                self._pending[key] = previous
+            else:
+                self._fresh[key] = previous  # type: ignore[assignment]
         self._version += 1
 
     def clear(self) -> None:
         """Drop every pending write (after a commit, or to abandon a batch)."""
         self._pending.clear()
+        self._fresh.clear()
         self._version += 1
 
     def get(self, key: bytes) -> bytes | None:
-        value = self._pending.get(key, _MISSING)
+        value = self._fresh.get(key, _MISSING)
         if value is _MISSING:
-            return self._base.get(key)
+            value = self._pending.get(key, _MISSING)
+            if value is _MISSING:
+                return self._base.get(key)
         return value  # type: ignore[return-value]
 
     def scan(
@@ -97,6 +144,7 @@ class Overlay:
         chunk_version = -1
         while True:
             if chunk_version != self._version or (index == len(chunk) and len(chunk) == CHUNK):
+                self._sort_fresh()
                 chunk = range_chunk(pending, start, stop, after, reverse)
                 index = 0
                 chunk_version = self._version

@@ -23,7 +23,7 @@ import orjson
 from log import Log, partition_for
 from projections import keys as K
 from projections import queries
-from projections.apply import apply_record
+from projections.apply import apply_into
 from projections.commands import ImportDeadLetters, OutboxDone, Sweep, encode
 from projections.overlay import Overlay
 from projections.store import View, ViewStore
@@ -100,20 +100,12 @@ async def fold(log: Log, store: ViewStore, partition: int, start: int, *,
             break
         tx = Overlay(store)
         for rec in records:
-            _merge(tx, apply_record(tx, partition, rec.offset, rec.value))
+            apply_into(tx, partition, rec.offset, rec.value)
         store.commit(tx.changes)
         applied = records[-1].offset
         if on_commit is not None:
             on_commit(applied)
     return applied
-
-
-def _merge(tx: Overlay, changes: dict[bytes, bytes | None]) -> None:
-    for key, value in changes.items():
-        if value is None:
-            tx.delete(key)
-        else:
-            tx.put(key, value)
 
 
 class Runner:
@@ -235,16 +227,14 @@ class Runner:
                     # Apply for one time slice, commit, then yield to requests (§7).
                     deadline = loop.time() + self._slice
                     tx = Overlay(self._store)
-                    outbox_touched = False
                     start = i
                     while i < len(records) and (i == start or loop.time() < deadline):
                         rec = records[i]
-                        changes = apply_record(tx, partition, rec.offset, rec.value)
-                        _merge(tx, changes)
-                        if not outbox_touched:
-                            outbox_touched = any(k[2] == K.OUTBOX for k in changes)
+                        apply_into(tx, partition, rec.offset, rec.value)
                         i += 1
-                    self._store.commit(tx.changes)
+                    changes = tx.changes
+                    outbox_touched = any(k[2] == K.OUTBOX for k in changes)
+                    self._store.commit(changes)
                     self._advance(partition, records[i - 1].offset)
                     if outbox_touched:
                         self._outbox_wake[partition].set()
