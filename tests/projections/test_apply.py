@@ -438,3 +438,14 @@ def test_batches_see_themselves() -> None:
                 tx.put(key, value)
     batched.commit(tx.changes)
     assert digest(one_by_one) == digest(batched) == digest(h.store)
+
+
+def test_a_command_failing_midway_is_quarantined_with_its_writes_undone() -> None:
+    h = Harness()
+    broken = ImportDeadLetters(id="imp", project="proj", queue="dlq", source_partition=P,
+                               origin_offset=5, messages=[{"id": "m", "body": 1}])  # no ttl
+    h.store.commit(apply_record(h.store, P, 0, encode(broken)))
+    assert [o for o, _ in queries.quarantined(h.store, P)] == [0]
+    assert h.store.get(K.hwm(P, P)) is None  # written before the failure, rolled back
+    assert not queries.queue_exists(h.store, P, "proj", "dlq")
+    assert queries.outcome(h.store, P, "imp") is None
