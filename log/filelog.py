@@ -45,8 +45,8 @@ from log.types import (
     LogLockedError,
     LogMismatchError,
     Record,
-    RecordTooLargeError,
     UnknownPartitionError,
+    checked_records,
 )
 
 logger = logging.getLogger(__name__)
@@ -332,15 +332,7 @@ class FileLog:
             raise LogError(f"log failed earlier and refuses writes: {self._failure!r}")
         if not records:
             return []
-        frames = []
-        for rec in records:
-            if not isinstance(rec, bytes | bytearray | memoryview):
-                raise TypeError(f"records must be bytes, not {type(rec).__name__}")
-            if len(rec) > self._max_record_bytes:
-                raise RecordTooLargeError(
-                    f"record of {len(rec)} bytes exceeds the limit of {self._max_record_bytes}"
-                )
-            frames.append(frame(bytes(rec)))
+        frames = [frame(rec) for rec in checked_records(records, self._max_record_bytes)]
         data = b"".join(frames)
         seg = part.active
         if seg.size > 0 and seg.size + len(data) > self._segment_bytes:

@@ -42,8 +42,8 @@ from log.types import (
     LogError,
     LogMismatchError,
     Record,
-    RecordTooLargeError,
     UnknownPartitionError,
+    checked_records,
 )
 
 logger = logging.getLogger(__name__)
@@ -333,16 +333,7 @@ class KafkaLog:
 
     async def append(self, partition: int, records: Sequence[bytes]) -> list[int]:
         part = self._partition(partition)
-        values: list[bytes] = []
-        for rec in records:  # validate everything before sending anything
-            if not isinstance(rec, bytes | bytearray | memoryview):
-                raise TypeError(f"records must be bytes, not {type(rec).__name__}")
-            value = bytes(rec)
-            if len(value) > self._max_record_bytes:
-                raise RecordTooLargeError(
-                    f"record of {len(value)} bytes exceeds the limit of {self._max_record_bytes}"
-                )
-            values.append(value)
+        values = checked_records(records, self._max_record_bytes)
         if not values:
             return []
         producer = self._producer

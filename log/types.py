@@ -37,6 +37,20 @@ class UnknownPartitionError(LogError, ValueError):
     """A partition number outside ``range(partitions)``."""
 
 
+def checked_records(records: Sequence[bytes], max_record_bytes: int) -> list[bytes]:
+    """Every record as bytes, or an exception before anything is written: all or nothing."""
+    values: list[bytes] = []
+    for rec in records:
+        if not isinstance(rec, bytes | bytearray | memoryview):
+            raise TypeError(f"records must be bytes, not {type(rec).__name__}")
+        value = bytes(rec)
+        if len(value) > max_record_bytes:
+            raise RecordTooLargeError(
+                f"record of {len(value)} bytes exceeds the limit of {max_record_bytes}")
+        values.append(value)
+    return values
+
+
 @runtime_checkable
 class Log(Protocol):
     """A partitioned append-only log.

@@ -287,21 +287,27 @@ def _post(tx: Overlay, cmd: PostMessages, ctx: Context, meta: dict[str, Any]) ->
         delays.append(delay)
     default_ttl = qmeta.get("_default_message_ttl") or cmd.default_ttl
     q = _ensure_queue(tx, ctx, cmd.project, cmd.queue)
-    ids_scope = _scope(ctx, K.MSGID, cmd.project, cmd.queue, q)
-    free_scope = _scope(ctx, K.FREE, cmd.project, cmd.queue, q)
     for m, delay in zip(cmd.messages, delays, strict=True):
-        seq = meta["seq"]
-        meta["seq"] = seq + 1
         ttl = m.ttl if m.ttl is not None else default_ttl
-        msg = {"id": m.id, "body": m.body, "ttl": ttl, "c": ctx.now, "e": ctx.now + ttl * 1000,
-               "cl": cmd.client_id, "d": ctx.now + delay * 1000 if delay else 0,
-               "k": None, "ke": 0, "n": 0}
-        _put_message(tx, ctx, cmd.project, cmd.queue, q, seq, msg, index=True)
-        tx.put(ids_scope + m.id.encode(), K.u64(seq))
-        tx.put(free_scope + K.u64(seq), b"")
-    q["count"] += len(cmd.messages)
+        _append_message(tx, ctx, meta, cmd.project, cmd.queue, q, message_id=m.id, body=m.body,
+                        ttl=ttl, client_id=cmd.client_id, delay=delay)
     _put_queue(tx, ctx, cmd.project, cmd.queue, q)
     return {"ids": [m.id for m in cmd.messages]}
+
+
+def _append_message(tx: Overlay, ctx: Context, meta: dict[str, Any], project: str, name: str,
+                    q: dict[str, Any], *, message_id: str, body: Any, ttl: int, client_id: str,
+                    delay: int = 0) -> None:
+    """A new message at the tail of the queue: the next sequence of the partition, free."""
+    seq = meta["seq"]
+    meta["seq"] = seq + 1
+    msg = {"id": message_id, "body": body, "ttl": ttl, "c": ctx.now, "e": ctx.now + ttl * 1000,
+           "cl": client_id, "d": ctx.now + delay * 1000 if delay else 0,
+           "k": None, "ke": 0, "n": 0}
+    _put_message(tx, ctx, project, name, q, seq, msg, index=True)
+    tx.put(_scope(ctx, K.MSGID, project, name, q) + message_id.encode(), K.u64(seq))
+    tx.put(_scope(ctx, K.FREE, project, name, q) + K.u64(seq), b"")
+    q["count"] += 1
 
 
 def _delete_message(tx: Overlay, cmd: DeleteMessage, ctx: Context, meta: dict) -> Outcome:
@@ -800,19 +806,11 @@ def _import_dead_letters(tx: Overlay, cmd: ImportDeadLetters, ctx: Context,
     tx.put(mark_key, K.u64(cmd.origin_offset))
     q = _ensure_queue(tx, ctx, cmd.project, cmd.queue)
     ids_scope = _scope(ctx, K.MSGID, cmd.project, cmd.queue, q)
-    free_scope = _scope(ctx, K.FREE, cmd.project, cmd.queue, q)
     for m in cmd.messages:
         if tx.get(ids_scope + m["id"].encode()) is not None:
             continue
-        seq = meta["seq"]
-        meta["seq"] = seq + 1
-        msg = {"id": m["id"], "body": m["body"], "ttl": m["ttl"], "c": ctx.now,
-               "e": ctx.now + m["ttl"] * 1000, "cl": m["cl"], "d": 0, "k": None, "ke": 0,
-               "n": 0}
-        _put_message(tx, ctx, cmd.project, cmd.queue, q, seq, msg, index=True)
-        tx.put(ids_scope + m["id"].encode(), K.u64(seq))
-        tx.put(free_scope + K.u64(seq), b"")
-        q["count"] += 1
+        _append_message(tx, ctx, meta, cmd.project, cmd.queue, q, message_id=m["id"],
+                        body=m["body"], ttl=m["ttl"], client_id=m["cl"])
     _put_queue(tx, ctx, cmd.project, cmd.queue, q)
     return {"imported": len(cmd.messages)}
 
