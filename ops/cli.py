@@ -34,6 +34,21 @@ def _bench_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_http(args: argparse.Namespace) -> int:
+    from ops.bench.http import main
+
+    main(args.url, producers=args.producers, consumers=args.consumers,
+         observers=args.observers, seconds=args.seconds)
+    return 0
+
+
+def _bench_compare(args: argparse.Namespace) -> int:
+    from ops.bench.compare import main
+
+    main(seconds=args.seconds)
+    return 0
+
+
 def _bench_core(args: argparse.Namespace) -> int:
     from ops.bench.core import main
 
@@ -74,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="bootstrap servers; default: start the tansu test broker; '' to skip")
     blog.add_argument("--nondurable", action="store_true", help="also FileLog without fsync")
     blog.set_defaults(func=_bench_log)
+    bhttp = bench_sub.add_parser("http", help="Zaqar v2 load: producers, consumers, observers")
+    bhttp.add_argument("url")
+    bhttp.add_argument("--producers", type=int, default=20)
+    bhttp.add_argument("--consumers", type=int, default=20)
+    bhttp.add_argument("--observers", type=int, default=2)
+    bhttp.add_argument("--seconds", type=float, default=10.0)
+    bhttp.set_defaults(func=_bench_http)
+    bcmp = bench_sub.add_parser("compare", help="marconi serve vs upstream Zaqar, same load")
+    bcmp.add_argument("--seconds", type=float, default=10.0)
+    bcmp.set_defaults(func=_bench_compare)
     bcore = bench_sub.add_parser("core", help="apply and rebuild throughput")
     bcore.add_argument("--commands", type=int, default=50_000)
     bcore.add_argument("--partitions", type=int, default=4)
