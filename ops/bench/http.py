@@ -23,15 +23,22 @@ PROJECT = "marconi-bench"
 
 @dataclass
 class Tally:
+    """Counts only what starts after the warm-up (connections, first queue writes)."""
+
+    measure_from: float = 0.0
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     posted: int = 0
     consumed: int = 0
 
-    def timed(self, kind: str, started: float, ok: bool) -> None:
+    def timed(self, kind: str, started: float, ok: bool) -> bool:
+        """Record one request; whether it counted (it started after the warm-up)."""
+        if started < self.measure_from:
+            return False
         self.latencies[kind].append(time.perf_counter() - started)
         if not ok:
             self.errors[kind] += 1
+        return True
 
 
 def _headers() -> dict[str, str]:
@@ -39,19 +46,38 @@ def _headers() -> dict[str, str]:
             "Content-Type": "application/json"}
 
 
-async def _producer(client: httpx.AsyncClient, path: str, stop: float, tally: Tally) -> None:
+def _client(url: str) -> httpx.AsyncClient:
+    """One client (one keep-alive connection) per worker: httpx's shared pool scales badly."""
+    return httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=1))
+
+
+async def _producer(url: str, path: str, stop: float, tally: Tally) -> None:
+    async with _client(url) as client:
+        await _produce(client, path, stop, tally)
+
+
+async def _consumer(url: str, path: str, stop: float, tally: Tally, limit: int) -> None:
+    async with _client(url) as client:
+        await _consume(client, path, stop, tally, limit)
+
+
+async def _observer(url: str, path: str, stop: float, tally: Tally) -> None:
+    async with _client(url) as client:
+        await _observe(client, path, stop, tally)
+
+
+async def _produce(client: httpx.AsyncClient, path: str, stop: float, tally: Tally) -> None:
     headers = _headers()
     body = {"messages": [{"ttl": 300, "body": {"event": "bench", "pad": "x" * 64}}]}
     while time.perf_counter() < stop:
         t0 = time.perf_counter()
         r = await client.post(f"{path}/messages", json=body, headers=headers)
-        tally.timed("post", t0, r.status_code == 201)
-        if r.status_code == 201:
+        if tally.timed("post", t0, r.status_code == 201) and r.status_code == 201:
             tally.posted += 1
 
 
-async def _consumer(client: httpx.AsyncClient, path: str, stop: float, tally: Tally,
-                    limit: int) -> None:
+async def _consume(client: httpx.AsyncClient, path: str, stop: float, tally: Tally,
+                   limit: int) -> None:
     headers = _headers()
     while time.perf_counter() < stop:
         t0 = time.perf_counter()
@@ -64,12 +90,11 @@ async def _consumer(client: httpx.AsyncClient, path: str, stop: float, tally: Ta
         for msg in r.json()["messages"]:
             t0 = time.perf_counter()
             d = await client.delete(msg["href"], headers=headers)
-            tally.timed("delete", t0, d.status_code == 204)
-            if d.status_code == 204:
+            if tally.timed("delete", t0, d.status_code == 204) and d.status_code == 204:
                 tally.consumed += 1
 
 
-async def _observer(client: httpx.AsyncClient, path: str, stop: float, tally: Tally) -> None:
+async def _observe(client: httpx.AsyncClient, path: str, stop: float, tally: Tally) -> None:
     headers = _headers()
     while time.perf_counter() < stop:
         t0 = time.perf_counter()
@@ -78,21 +103,21 @@ async def _observer(client: httpx.AsyncClient, path: str, stop: float, tally: Ta
 
 
 async def run(url: str, *, producers: int, consumers: int, observers: int, seconds: float,
-              claim_limit: int = 10, queue: str | None = None) -> tuple[Tally, float]:
-    """Drive the load for ``seconds``; returns the tally and the elapsed time."""
+              claim_limit: int = 10, queue: str | None = None,
+              warmup: float = 1.0) -> tuple[Tally, float]:
+    """Drive the load for ``warmup + seconds``; returns the tally and the measured time."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a log line per request skews it
     queue = queue or f"bench-{uuid.uuid4().hex[:8]}"
     path = f"/v2/queues/{queue}"
-    limits = httpx.Limits(max_connections=producers + consumers + observers + 4)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+    async with _client(url) as client:
         await client.put(path, headers=_headers())
-        tally = Tally()
-        started = time.perf_counter()
+        started = time.perf_counter() + warmup
+        tally = Tally(measure_from=started)
         stop = started + seconds
         await asyncio.gather(
-            *(_producer(client, path, stop, tally) for _ in range(producers)),
-            *(_consumer(client, path, stop, tally, claim_limit) for _ in range(consumers)),
-            *(_observer(client, path, stop, tally) for _ in range(observers)),
+            *(_producer(url, path, stop, tally) for _ in range(producers)),
+            *(_consumer(url, path, stop, tally, claim_limit) for _ in range(consumers)),
+            *(_observer(url, path, stop, tally) for _ in range(observers)),
         )
         elapsed = time.perf_counter() - started
         await client.delete(path, headers=_headers())
