@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Self
 
-from log.framing import frame, scan, unframe
+from log.framing import frame, scan_file, unframe
 from log.types import (
     LogCorruptError,
     LogError,
@@ -121,6 +121,7 @@ class FileLog:
         segment_bytes: int = 64 * 1024 * 1024,
         max_record_bytes: int = 4 * 1024 * 1024,
         durable: bool = True,
+        read_only: bool = False,
         sync_strategy: SyncStrategy = "auto",
     ) -> None:
         self._dir = Path(directory)
@@ -128,6 +129,7 @@ class FileLog:
         self._segment_bytes = segment_bytes
         self._max_record_bytes = max_record_bytes
         self._durable = durable
+        self._read_only = read_only
         self._sync_strategy = sync_strategy
         self._parts: list[_Partition] = []
         self._log_id = ""
@@ -165,6 +167,9 @@ class FileLog:
     async def start(self) -> None:
         if self._started:
             return
+        if self._read_only:
+            self._open_read_only()
+            return
         self._dir.mkdir(parents=True, exist_ok=True)
         self._acquire_lock()
         try:
@@ -180,6 +185,19 @@ class FileLog:
         self._wake = asyncio.Event()
         self._failure = None
         self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
+        self._started = True
+
+    def _open_read_only(self) -> None:
+        """A reader beside a live writer (audit, digest of a copy): no lock, no repair.
+
+        It sees the records whose frames were complete on disk when it opened; appends are
+        refused. A record a crash of the writer would still truncate can be among them.
+        """
+        if not (self._dir / "meta.json").exists():
+            raise LogMismatchError(f"no log at {self._dir}")
+        meta = self._load_or_create_meta()
+        self._log_id = meta["log_id"]
+        self._parts = [self._open_partition(n) for n in range(meta["partitions"])]
         self._started = True
 
     async def stop(self) -> None:
@@ -263,11 +281,12 @@ class FileLog:
 
     def _open_partition(self, number: int) -> _Partition:
         path = self._dir / f"p{number:04d}"
-        created = not path.exists()
-        path.mkdir(exist_ok=True)
-        if created:
-            _fsync_dir(self._dir)
-        names = sorted(p for p in path.iterdir() if p.suffix == SEGMENT_SUFFIX)
+        if not self._read_only:
+            created = not path.exists()
+            path.mkdir(exist_ok=True)
+            if created:
+                _fsync_dir(self._dir)
+        names = sorted(p for p in path.glob(f"*{SEGMENT_SUFFIX}"))
         segments: list[_Segment] = []
         expected_base = 0
         for i, seg_path in enumerate(names):
@@ -278,16 +297,17 @@ class FileLog:
                     "(missing segment?)"
                 )
             segment = _Segment(base=base, path=seg_path)
-            data = seg_path.read_bytes()
-            valid = scan(data, segment.positions)
-            if valid != len(data):
+            with open(seg_path, "rb") as fh:
+                valid = scan_file(fh, segment.positions)
+                size = os.fstat(fh.fileno()).st_size
+            if valid != size and not self._read_only:
                 if i != len(names) - 1:
                     raise LogCorruptError(
                         f"{seg_path}: damaged record at byte {valid} in a sealed segment"
                     )
                 logger.warning(
                     "truncating torn tail of %s at byte %d (%d bytes dropped)",
-                    seg_path, valid, len(data) - valid,
+                    seg_path, valid, size - valid,
                 )
                 with open(seg_path, "r+b") as fh:
                     fh.truncate(valid)
@@ -328,6 +348,8 @@ class FileLog:
 
     async def append(self, partition: int, records: Sequence[bytes]) -> list[int]:
         part = self._partition(partition)
+        if self._read_only:
+            raise LogError(f"log {self._dir} is open read-only")
         if self._failure is not None:
             raise LogError(f"log failed earlier and refuses writes: {self._failure!r}")
         if not records:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 import zlib
 from array import array
+from typing import BinaryIO
 
 HEADER = struct.Struct(">II")
 HEADER_SIZE = HEADER.size
@@ -21,8 +22,8 @@ def frame(payload: bytes) -> bytes:
     return length + crc.to_bytes(4, "big") + payload
 
 
-def scan(buf: bytes | memoryview, positions: array) -> int:
-    """Append the start position of every intact frame in ``buf`` to ``positions``.
+def scan(buf: bytes | memoryview, positions: array, base: int = 0) -> int:
+    """Append the start position (plus ``base``) of every intact frame in ``buf``.
 
     Stops at the first frame that is short or fails its checksum; returns the byte position
     just past the last intact frame (the valid length of ``buf``).
@@ -39,9 +40,29 @@ def scan(buf: bytes | memoryview, positions: array) -> int:
             break
         if crc32(buf[body_start:body_end], crc32(buf[pos : pos + 4])) != crc:
             break
-        positions.append(pos)
+        positions.append(base + pos)
         pos = body_end
     return pos
+
+
+def scan_file(fh: BinaryIO, positions: array, chunk: int = 4 * 1024 * 1024) -> int:
+    """``scan`` over a whole file read in chunks, so opening a log never holds a segment in
+    memory; returns the valid length (where the first short or damaged frame starts)."""
+    base = 0
+    buf = b""
+    while True:
+        data = fh.read(chunk)
+        buf = buf + data if buf else data
+        consumed = scan(buf, positions, base)
+        rest = len(buf) - consumed
+        if not data:
+            return base + consumed
+        if rest >= HEADER_SIZE:
+            length = HEADER.unpack_from(buf, consumed)[0]
+            if consumed + HEADER_SIZE + length <= len(buf):
+                return base + consumed  # a complete frame that fails its checksum
+        base += consumed
+        buf = buf[consumed:]
 
 
 def unframe(buf: bytes, count: int) -> list[bytes]:

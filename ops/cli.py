@@ -26,6 +26,12 @@ def _rebuild(args: argparse.Namespace) -> int:
     return rebuild_command(args.data)
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from ops.replay import replay_command
+
+    return replay_command(args)
+
+
 def _bench_log(args: argparse.Namespace) -> int:
     from ops.bench.log import main
 
@@ -46,6 +52,13 @@ def _bench_compare(args: argparse.Namespace) -> int:
     from ops.bench.compare import main
 
     main(seconds=args.seconds)
+    return 0
+
+
+def _bench_replay(args: argparse.Namespace) -> int:
+    from ops.bench.replay import main
+
+    main(commands=args.commands)
     return 0
 
 
@@ -78,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--data", default="./data")
     rebuild.set_defaults(func=_rebuild)
 
+    replay = sub.add_parser("replay", help="a queue's audited history, or its state at a time")
+    from ops.replay import add_arguments
+
+    add_arguments(replay)
+    replay.set_defaults(func=_replay)
+
     bench = sub.add_parser("bench", help="benchmarks (print figures)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     blog = bench_sub.add_parser("log", help="appends/s and latency of each log")
@@ -99,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     bcmp = bench_sub.add_parser("compare", help="marconi serve vs upstream Zaqar, same load")
     bcmp.add_argument("--seconds", type=float, default=10.0)
     bcmp.set_defaults(func=_bench_compare)
+    brep = bench_sub.add_parser("replay", help="audit a long queue history: time, memory")
+    brep.add_argument("--commands", type=int, default=100_000)
+    brep.set_defaults(func=_bench_replay)
     bcore = bench_sub.add_parser("core", help="apply and rebuild throughput")
     bcore.add_argument("--commands", type=int, default=50_000)
     bcore.add_argument("--partitions", type=int, default=4)

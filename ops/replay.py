@@ -1,0 +1,129 @@
+"""``marconi replay``: who posted, claimed and deleted what on a queue, straight from the log.
+
+Works against an embedded data directory (opened read-only, so beside a running server) or a
+Kafka topic. A table by default, JSON lines with ``--json``; ``--at`` / ``--at-offset`` with
+``--state`` prints the queue as it was at that moment instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import orjson
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from log import Log
+from log.filelog import FileLog
+from ops.admin import log_dir
+from projections.audit import Entry, History
+
+
+def parse_time(text: str) -> int:
+    """Milliseconds since the epoch from ISO-8601 (naive = UTC) or epoch seconds."""
+    try:
+        return int(float(text) * 1000)
+    except ValueError:
+        pass
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def open_log(args: argparse.Namespace) -> Log:
+    if args.kafka:
+        from log.kafkalog import KafkaLog
+
+        return KafkaLog(args.kafka, args.topic)
+    return FileLog(log_dir(args.data), read_only=True)
+
+
+def _summary(value: dict[str, Any]) -> str:
+    return orjson.dumps(value).decode()
+
+
+def write_entry(entry: Entry, out: TextIO, as_json: bool) -> None:
+    if as_json:
+        out.write(orjson.dumps(entry.as_json()).decode() + "\n")
+        return
+    out.write(f"{entry.offset:>9}  {iso(entry.time_ms)}  {entry.client_id[:36]:<36}  "
+              f"{entry.command:<20}  {_summary(entry.args)}  -> {_summary(entry.outcome)}\n")
+
+
+async def replay(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    log = open_log(args)
+    await log.start()
+    try:
+        async with History(log, args.project, args.queue) as history:
+            show_progress = not args.no_progress and sys.stderr.isatty()
+            progress = Progress(TextColumn("replaying partition {task.fields[p]}"), BarColumn(),
+                                TextColumn("{task.completed}/{task.total} records"),
+                                TimeRemainingColumn(), transient=True, disable=not show_progress,
+                                console=None)
+            at_ms = parse_time(args.at) if args.at else None
+            at_offset = args.at_offset
+
+            def stop(offset: int, time_ms: int) -> bool:
+                if at_offset is not None:
+                    return offset > at_offset
+                return at_ms is not None and time_ms > at_ms
+
+            with progress:
+                task = progress.add_task("replay", total=None, p=history.partition)
+                count = 0
+                if not args.state and not args.json:
+                    out.write(f"{'offset':>9}  {'time (UTC)':<24}  {'client id':<36}  "
+                              f"{'command':<20}  arguments  -> outcome\n")
+                async for entry in history.entries(
+                    since_ms=parse_time(args.since) if args.since else None,
+                    until_ms=parse_time(args.until) if args.until else None,
+                    stop=stop if args.state else None,
+                    progress=lambda done, total: progress.update(task, completed=done,
+                                                                 total=total),
+                ):
+                    count += 1
+                    if not args.state:
+                        write_entry(entry, out, args.json)
+            if args.state:
+                now = at_ms if at_ms is not None else _last_time(history)
+                out.write(orjson.dumps(history.state(now), option=orjson.OPT_INDENT_2).decode()
+                          + "\n")
+            elif not args.json:
+                out.write(f"{count} commands on {args.project}/{args.queue}\n")
+    finally:
+        await log.stop()
+    return 0
+
+
+def _last_time(history: History) -> int:
+    from projections import queries
+
+    return queries.partition_state(history.store, history.partition)["time"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--queue", required=True)
+    parser.add_argument("--project", required=True)
+    parser.add_argument("--since", help="ISO-8601 time or epoch seconds (effective time)")
+    parser.add_argument("--until", help="ISO-8601 time or epoch seconds (effective time)")
+    parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    parser.add_argument("--at", help="point in time (with --state)")
+    parser.add_argument("--at-offset", type=int, help="point in the log (with --state)")
+    parser.add_argument("--state", action="store_true",
+                        help="print the queue's state at --at / --at-offset (default: the end)")
+    parser.add_argument("--data", default="./data", help="embedded data directory")
+    parser.add_argument("--kafka", help="bootstrap servers (instead of --data)")
+    parser.add_argument("--topic", default="marconi-commands")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    return asyncio.run(replay(args))
