@@ -112,7 +112,7 @@ class History:
         self.partition = partition_for(project, queue, log.partitions)
         self._batch = batch
         self._dir = tempfile.mkdtemp(prefix="marconi-replay-", dir=scratch_dir)
-        self.store = RocksStore(self._dir)
+        self.store = RocksStore(self._dir, memory_mb=8)  # scratch: memory stays flat
 
     async def __aenter__(self) -> History:
         return self

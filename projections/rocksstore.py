@@ -39,17 +39,17 @@ class StoreClosedError(Exception):
     """The store (or the snapshot view) was closed; its scans stop with this error."""
 
 
-def _options() -> Options:
+def _options(memory_mb: int) -> Options:
     """Modest tuning that keeps opening fast: bigger memtable, bloom filters, LZ4."""
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
-    opts.set_write_buffer_size(64 << 20)
+    opts.set_write_buffer_size(memory_mb << 20)
     opts.set_compression_type(DBCompressionType.lz4())
     opts.set_keep_log_file_num(3)
     opts.set_skip_stats_update_on_db_open(True)  # skip reading every SST's stats at open
     table = BlockBasedOptions()
     table.set_bloom_filter(10, False)  # full (not block-based) filter: cheap misses on get
-    table.set_block_cache(Cache(64 << 20))
+    table.set_block_cache(Cache(memory_mb << 20))
     opts.set_block_based_table_factory(table)
     return opts
 
@@ -244,10 +244,12 @@ class RocksStore:
     (and the directory's LOCK) alive after ``close``.
     """
 
-    def __init__(self, path: StrPath) -> None:
+    def __init__(self, path: StrPath, *, memory_mb: int = 64) -> None:
+        """``memory_mb`` bounds the memtable and the block cache (each), so the store's
+        memory does not grow with its data."""
         self._path = os.fspath(path)
         try:
-            self._db: Rdict | None = Rdict(self._path, _options())
+            self._db: Rdict | None = Rdict(self._path, _options(memory_mb))
         except Exception as error:
             if _is_lock_error(error):
                 raise _locked(self._path, error) from error
@@ -328,7 +330,7 @@ class RocksStore:
         """Delete a (closed) store's files and directory; StoreLockedError if it is open."""
         path = os.fspath(path)
         try:
-            Rdict.destroy(path, _options())
+            Rdict.destroy(path, _options(8))
         except Exception as error:
             if _is_lock_error(error):
                 raise _locked(path, error) from error

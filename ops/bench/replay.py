@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import resource
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +11,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 from log import partition_for
 from log.filelog import FileLog
@@ -53,21 +54,30 @@ async def _fill(data: Path, commands: int, partitions: int) -> None:
             await log.append(p, batch)
 
 
+def _count_lines(fh: BinaryIO) -> int:
+    lines = 0
+    while chunk := fh.read(1 << 20):
+        lines += chunk.count(b"\n")
+    return lines
+
+
 def main(commands: int = 100_000, partitions: int = 16) -> None:
     data = Path(tempfile.mkdtemp(prefix="marconi-bench-replay-"))
     asyncio.run(_fill(data, commands, partitions))
     print(f"bench replay: {commands:,} commands on audit/orders in {data}")
     for extra in ([], ["--json"]):
         started = time.perf_counter()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        proc = subprocess.run(
+        out = tempfile.TemporaryFile()
+        proc = subprocess.Popen(
             [sys.executable, "-m", "ops.cli", "replay", "--data", str(data), "--project", "audit",
              "--queue", "orders", "--no-progress", *extra],
-            cwd=ROOT, capture_output=True, check=True)
+            cwd=ROOT, stdout=out, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak memory
+        proc.returncode = os.waitstatus_to_exitcode(status)
         elapsed = time.perf_counter() - started
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        lines = proc.stdout.count(b"\n")
+        out.seek(0)
+        lines = _count_lines(out)
         mode = "json" if extra else "table"
         print(f"  replay ({mode}): {elapsed:.1f} s, {commands / elapsed:,.0f} commands/s, "
-              f"{lines:,} lines, peak RSS {max(peak, before) / 1024:.0f} MB")
+              f"{lines:,} lines, peak RSS {usage.ru_maxrss / 1024:.0f} MB, exit {proc.returncode}")
     shutil.rmtree(data, ignore_errors=True)
