@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve the Zaqar v2 API on the embedded log")
-    serve.add_argument("--data", default="./data", help="data directory (log + store)")
+    serve.add_argument("--data", default=None,
+                       help="data directory (log + store); default MARCONI_DATA or ./data")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--config", default=None, help="settings file (TOML)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -43,6 +44,7 @@ from projections.metadata import RESERVED, Limits, validate
 from projections.overlay import Overlay
 from projections.store import View
 
+MAX_SECONDS = 10**9  # any TTL, grace or delay beyond this is clamped (keys are u64 ms)
 OUTCOME_WINDOW_MS = 10 * 60 * 1000  # how long outcomes (and so de-duplication) are kept
 PRUNE_PER_RECORD = 64  # outcomes pruned per record when due; more than a record adds
 
@@ -467,6 +469,7 @@ def _extend_for_grace(tx: Overlay, ctx: Context, project: str, name: str, q: dic
                       seq: int, msg: dict[str, Any], claim_ttl: int, grace: int) -> None:
     """A message that would die before its claim lives until claim expiry + grace."""
     claim_expires = msg["ke"]
+    grace = min(max(grace, 0), MAX_SECONDS)  # the service validates; keys need u64 times
     if msg["e"] < claim_expires:
         _set_expiry(tx, ctx, project, name, q, seq, msg, claim_expires + grace * 1000)
         msg["ttl"] = claim_ttl + grace
@@ -480,13 +483,14 @@ def _create_claim(tx: Overlay, cmd: CreateClaim, ctx: Context, meta: dict) -> Ou
     qmeta = q["meta"]
     max_claims = qmeta.get("_max_claim_count")
     dlq = qmeta.get("_dead_letter_queue")
-    dlq_active = "_max_claim_count" in qmeta and "_dead_letter_queue" in qmeta and bool(dlq)
+    dlq_active = ("_max_claim_count" in qmeta and isinstance(dlq, str) and bool(dlq)
+                  and isinstance(max_claims, int))
     expires = ctx.now + cmd.ttl * 1000
     free_scope = _scope(ctx, K.FREE, cmd.project, cmd.queue, q)
     delivered: list[tuple[int, dict[str, Any]]] = []
     moved: list[dict[str, Any]] = []
     for seq, msg in taken:
-        if dlq_active and isinstance(max_claims, int) and msg["n"] >= max_claims:
+        if dlq_active and msg["n"] >= max_claims:
             dlq_ttl = qmeta.get("_dead_letter_queue_messages_ttl")
             moved.append({"id": msg["id"], "body": msg["body"], "cl": msg["cl"],
                           "ttl": dlq_ttl if dlq_ttl else msg["ttl"]})
@@ -736,7 +740,7 @@ def _sweep(tx: Overlay, cmd: Sweep, ctx: Context, meta: dict) -> Outcome:
         return q if q is not None and q["inc"] == inc else None
 
     prefix = K.kind_prefix(ctx.partition, K.PCLEXP)
-    for key, _ in list(tx.scan(prefix, prefix + K.u64(cutoff + 1)))[: cmd.max_count]:
+    for key, _ in list(islice(tx.scan(prefix, prefix + K.u64(cutoff + 1)), cmd.max_count)):
         project, name, inc, pos = K.parse_scope(key, len(prefix) + 8)
         q = live_queue(project, name, inc)
         claim = None if q is None else _get_claim(tx, ctx, project, name, q, key[pos:].decode())
@@ -746,7 +750,7 @@ def _sweep(tx: Overlay, cmd: Sweep, ctx: Context, meta: dict) -> Outcome:
         counts["claims"] += 1
 
     prefix = K.kind_prefix(ctx.partition, K.PEXP)
-    for key, _ in list(tx.scan(prefix, prefix + K.u64(cutoff + 1)))[: cmd.max_count]:
+    for key, _ in list(islice(tx.scan(prefix, prefix + K.u64(cutoff + 1)), cmd.max_count)):
         project, name, inc, pos = K.parse_scope(key, len(prefix) + 8)
         seq = K.U64.unpack_from(key, pos)[0]
         q = live_queue(project, name, inc)
@@ -757,7 +761,7 @@ def _sweep(tx: Overlay, cmd: Sweep, ctx: Context, meta: dict) -> Outcome:
         counts["messages"] += 1
 
     prefix = K.kind_prefix(ctx.partition, K.PSUBEXP)
-    for key, _ in list(tx.scan(prefix, prefix + K.u64(cutoff + 1)))[: cmd.max_count]:
+    for key, _ in list(islice(tx.scan(prefix, prefix + K.u64(cutoff + 1)), cmd.max_count)):
         pos = len(prefix) + 8
         project, pos = K.read_lp(key, pos)
         name, pos = K.read_lp(key, pos)

@@ -5,8 +5,11 @@ Pure functions shared by the service (PUT, before append) and apply (PATCH, agai
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+
+QUEUE_NAME = re.compile(r"[a-zA-Z0-9_\-.]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,9 @@ def validate(metadata: dict[str, Any], limits: Limits) -> str | None:
         if not 0 <= delay <= limits.max_message_delay:
             return (f"The TTL can not exceed {limits.max_message_delay} seconds, and must be "
                     "at least 0 seconds long.")
+    dlq = metadata.get("_dead_letter_queue")
+    if dlq is not None and not (isinstance(dlq, str) and QUEUE_NAME.fullmatch(dlq)):
+        return "_dead_letter_queue must be a valid queue name."
     count = metadata.get("_max_claim_count")
     if count is not None and not _is_int(count):
         return "_max_claim_count must be integer."

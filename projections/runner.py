@@ -288,12 +288,23 @@ class Runner:
     async def _drain_outbox(self, partition: int) -> None:
         while entries := queries.outbox(self._store, partition):
             for origin, entry in entries:
-                target = partition_for(entry["project"], entry["queue"], self._log.partitions)
+                try:
+                    target = partition_for(entry["project"], entry["queue"],
+                                           self._log.partitions)
+                except (TypeError, AttributeError, KeyError) as exc:
+                    # Fails the same way every time: drop it loudly rather than jam the outbox.
+                    logger.error("partition %d: undeliverable outbox entry at %d dropped: %r",
+                                 partition, origin, exc)
+                    await self._append_done(partition, origin)
+                    continue
                 move = ImportDeadLetters(
                     id=self._ids(), project=entry["project"], queue=entry["queue"],
                     time_ms=self._clock(), source_partition=partition, origin_offset=origin,
                     messages=entry["messages"])
                 await self._log.append(target, [encode(move)])
-                done = OutboxDone(id=self._ids(), time_ms=self._clock(), origin_offset=origin)
-                (offset,) = await self._log.append(partition, [encode(done)])
-                await self.applied(partition, offset)
+                await self._append_done(partition, origin)
+
+    async def _append_done(self, partition: int, origin: int) -> None:
+        done = OutboxDone(id=self._ids(), time_ms=self._clock(), origin_offset=origin)
+        (offset,) = await self._log.append(partition, [encode(done)])
+        await self.applied(partition, offset)

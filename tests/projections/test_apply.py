@@ -449,3 +449,34 @@ def test_a_command_failing_midway_is_quarantined_with_its_writes_undone() -> Non
     assert h.store.get(K.hwm(P, P)) is None  # written before the failure, rolled back
     assert not queries.queue_exists(h.store, P, "proj", "dlq")
     assert queries.outcome(h.store, P, "imp") is None
+
+
+def test_sweep_does_bounded_work() -> None:
+    h = Harness()
+    post(h, *range(5), ttl=60)
+    h.tick(61)
+    assert h.run(Sweep(id=h.id(), cutoff_ms=h.now, max_count=2))["messages"] == 2
+    assert h.run(Sweep(id=h.id(), cutoff_ms=h.now, max_count=2))["messages"] == 2
+    assert h.run(Sweep(id=h.id(), cutoff_ms=h.now, max_count=2))["messages"] == 1
+    assert h.run(Sweep(id=h.id(), cutoff_ms=h.now, max_count=2))["messages"] == 0
+
+
+def test_out_of_range_grace_is_clamped_not_quarantined() -> None:
+    h = Harness()
+    post(h, "x", ttl=60)
+    cid, _ = claim(h, ttl=60)
+    h.tick(100)
+    h.run(UpdateClaim(id=h.id(), claim_id=cid, ttl=60, grace=-10**9))
+    assert queries.quarantined(h.store, P) == []
+
+
+def test_dead_letter_queue_must_be_a_queue_name() -> None:
+    h = Harness()
+    h.run(CreateQueue(id="c"))
+    for bad in (5, "", "no/slash", "x" * 65):
+        out = h.run(UpdateQueue(id=h.id(), limits={}, ops=[
+            {"op": "add", "key": "_dead_letter_queue", "value": bad}]))
+        assert out["error"] == "invalid", bad
+    out = h.run(UpdateQueue(id=h.id(), limits={}, ops=[
+        {"op": "add", "key": "_dead_letter_queue", "value": "dead.letters-1"}]))
+    assert out["metadata"]["_dead_letter_queue"] == "dead.letters-1"

@@ -1,4 +1,4 @@
-"""Savepoints: a refused or failing command's writes are undone exactly (apply_into relies on it)."""
+"""Savepoints: a refused or failing command's writes are undone exactly (apply_into uses them)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,232 @@
+"""Settings: every knob of a node, loaded once (TOML file, then ``MARCONI_*`` env, then flags).
+
+Nothing else reads configuration: ``load_settings`` builds one frozen ``Settings`` and the
+wiring passes the values into constructors. Names and defaults follow Zaqar's options
+(zaqar-api.md §2) so an operator can carry a ``zaqar.conf`` over by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from projections.metadata import Limits
+
+ENV_PREFIX = "MARCONI_"
+AUTH_MODES = ("none", "token")
+CLIENT_ID_MODES = ("strict", "off")
+TRUE_WORDS = frozenset({"1", "true", "yes", "on", "t", "y"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", "f", "n", ""})
+
+
+class SettingsError(ValueError):
+    """A settings file or variable that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """What a static token stands for: an optional project and its roles."""
+
+    project: str | None = None
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """One node's configuration. Frozen: a running node never changes its settings."""
+
+    # -- server ----------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8888
+    data: str = "./data"
+    partitions: int = 16
+    request_timeout: float = 10.0  # seconds a request waits for the log or the projection
+    graceful_timeout: float = 5.0  # seconds in-flight requests get on shutdown
+
+    # -- auth and admin --------------------------------------------------------------
+    auth: str = "none"  # "none": X-Roles honoured like upstream noauth; "token": static tokens
+    tokens: Mapping[str, TokenGrant] = field(default_factory=dict)
+    admin_mode: bool = False
+    secret_key: str | None = None  # [signed_url] secret_key; /share answers 400 without it
+
+    # -- transport limits (zaqar-api.md §2) ---------------------------------------------
+    max_queues_per_page: int = 20
+    max_messages_per_page: int = 20
+    max_messages_per_claim_or_pop: int = 20
+    max_subscriptions_per_page: int = 20
+    max_queue_metadata: int = 65536
+    max_messages_post_size: int = 262144
+    max_message_ttl: int = 1209600
+    max_message_delay: int = 900
+    max_claim_ttl: int = 43200
+    max_claim_grace: int = 43200
+    default_message_ttl: int = 3600
+    default_message_delay: int = 0
+    default_claim_ttl: int = 300
+    default_claim_grace: int = 60
+    default_subscription_ttl: int = 3600
+    subscriber_types: tuple[str, ...] = ("http", "https", "mailto", "trust+http", "trust+https")
+    client_id_uuid_safe: str = "strict"
+    min_length_client_id: int = 10
+    max_length_client_id: int = 36
+    message_delete_with_claim_id: bool = False
+    enable_checksum: bool = False
+
+    def __post_init__(self) -> None:
+        if self.auth not in AUTH_MODES:
+            raise SettingsError(f"auth must be one of {AUTH_MODES}, not {self.auth!r}")
+        if self.client_id_uuid_safe not in CLIENT_ID_MODES:
+            raise SettingsError(
+                f"client_id_uuid_safe must be one of {CLIENT_ID_MODES}, "
+                f"not {self.client_id_uuid_safe!r}")
+        if self.partitions <= 0:
+            raise SettingsError("partitions must be positive")
+        for f in dataclasses.fields(self):
+            if f.name.startswith(("max_", "default_")) and f.type == "int":
+                if getattr(self, f.name) < 0:
+                    raise SettingsError(f"{f.name} must not be negative")
+
+    def limits(self) -> Limits:
+        """The limits queue metadata is validated against (stamped on UpdateQueue)."""
+        return Limits(
+            max_messages_post_size=self.max_messages_post_size,
+            max_message_ttl=self.max_message_ttl,
+            max_message_delay=self.max_message_delay,
+            default_message_ttl=self.default_message_ttl,
+            default_message_delay=self.default_message_delay,
+        )
+
+
+_HINTS = typing.get_type_hints(Settings)
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise SettingsError(f"{name}: {raw!r} is not a boolean")
+
+
+def _tokens(name: str, value: Any) -> dict[str, TokenGrant]:
+    """``{token: {"project": str?, "roles": [str]}}`` from TOML tables or a JSON env value."""
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise SettingsError(f"{name}: expected a table of token -> {{project, roles}}")
+    out: dict[str, TokenGrant] = {}
+    for token, grant in value.items():
+        if not isinstance(grant, dict) or set(grant) - {"project", "roles"}:
+            raise SettingsError(f"{name}.{token}: expected {{project?, roles?}}")
+        project = grant.get("project")
+        roles = grant.get("roles", [])
+        if project is not None and not isinstance(project, str):
+            raise SettingsError(f"{name}.{token}.project must be a string")
+        if isinstance(roles, str):
+            roles = [r for r in roles.split(",") if r.strip()]
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise SettingsError(f"{name}.{token}.roles must be a list of strings")
+        out[str(token)] = TokenGrant(project=project, roles=tuple(r.strip() for r in roles))
+    return out
+
+
+def _coerce(name: str, value: Any, label: str | None = None) -> Any:
+    """A file or env value converted to the field's type, or SettingsError naming ``label``."""
+    hint = _HINTS[name]
+    label = label or name
+    if name == "tokens":
+        return _tokens(label, value)
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):  # ``str | None``
+        if value is None or (isinstance(value, str) and value == ""):
+            return None
+        return str(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return _parse_bool(label, value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif origin is tuple:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+    raise SettingsError(f"{label}: {value!r} is not a valid {hint}")
+
+
+def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings of a TOML file (flat keys, ``[tokens.<token>]`` tables)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except OSError as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"settings file {path} is not TOML: {exc}") from exc
+    unknown = sorted(set(raw) - set(_HINTS))
+    if unknown:
+        raise SettingsError(f"settings file {path}: unknown settings {unknown}")
+    return {key: _coerce(key, value) for key, value in raw.items()}
+
+
+def read_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """The settings given as ``MARCONI_<NAME>`` variables; unknown ones are an error."""
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in _HINTS:
+            raise SettingsError(f"unknown setting in environment: {key}")
+        out[name] = _coerce(name, value, key)
+    return out
+
+
+def load_settings(
+    config: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Defaults < TOML file < environment < ``overrides`` (command-line flags; None = unset)."""
+    values: dict[str, Any] = {}
+    if config is not None:
+        values.update(read_file(Path(config)))
+    values.update(read_env(os.environ if env is None else env))
+    for key, value in overrides.items():
+        if key not in _HINTS:
+            raise SettingsError(f"unknown setting {key!r}")
+        if value is not None:
+            values[key] = _coerce(key, value)
+    return Settings(**values)

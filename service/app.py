@@ -1,0 +1,88 @@
+"""``create_app``: the routes of Zaqar v2 and the middleware that runs before them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from service import claims, messages, queues, subscriptions, system
+from service.errors import EXCEPTION_HANDLERS
+from service.middleware import (
+    AcceptJson,
+    Auth,
+    ClientId,
+    FormEncodedRejection,
+    MethodCheck,
+    PreSignedUrl,
+    ProjectId,
+    QueueName,
+    RequestId,
+    Routing,
+)
+from service.routing import route
+from service.types import Gateway
+
+if TYPE_CHECKING:
+    from ops.settings import Settings
+
+Q = "/v2/queues/{queue_name}"
+
+
+def build_routes(admin_mode: bool) -> list[BaseRoute]:
+    """Every routed path. Topics, pools and flavors are not routed: they answer 404
+    (topics are optional, pooling is off — zaqar-api.md §8.13, §9)."""
+    routes: list[BaseRoute] = [
+        route("/", GET=system.versions),
+        route("/v2/", GET=system.home_document),
+        route("/v2/ping", GET=system.ping, HEAD=system.ping),
+        route("/v2/queues", GET=queues.list_queues),
+        route(Q, GET=queues.get_queue, PUT=queues.create_queue, PATCH=queues.update_queue,
+              DELETE=queues.delete_queue),
+        route(f"{Q}/stats", GET=queues.queue_stats),
+        route(f"{Q}/purge", POST=queues.purge_queue),
+        route(f"{Q}/share", POST=queues.share_queue),
+        route(f"{Q}/messages", GET=messages.get_messages, POST=messages.post_messages,
+              DELETE=messages.delete_messages),
+        route(f"{Q}/messages/{{message_id}}", GET=messages.get_message,
+              DELETE=messages.delete_message),
+        route(f"{Q}/claims", POST=claims.create_claim),
+        route(f"{Q}/claims/{{claim_id}}", GET=claims.get_claim, PATCH=claims.update_claim,
+              DELETE=claims.delete_claim),
+        route(f"{Q}/subscriptions", GET=subscriptions.list_subscriptions,
+              POST=subscriptions.create_subscription),
+        route(f"{Q}/subscriptions/{{subscription_id}}", GET=subscriptions.get_subscription,
+              PATCH=subscriptions.update_subscription,
+              DELETE=subscriptions.delete_subscription),
+        route(f"{Q}/subscriptions/{{subscription_id}}/confirm",
+              PUT=subscriptions.confirm_subscription),
+    ]
+    if admin_mode:
+        routes.append(route("/v2/health", GET=system.health))
+    return routes
+
+
+def create_app(settings: Settings, gateway: Gateway) -> Starlette:
+    """The ASGI app. It starts nothing: the caller owns the log, runner and store."""
+    routes = build_routes(settings.admin_mode)
+    middleware = [
+        Middleware(RequestId),
+        Middleware(Auth, mode=settings.auth, tokens=settings.tokens),
+        Middleware(Routing, routes=routes),
+        Middleware(PreSignedUrl, secret_key=settings.secret_key),
+        Middleware(FormEncodedRejection),
+        Middleware(AcceptJson),
+        Middleware(ClientId, mode=settings.client_id_uuid_safe,
+                   min_length=settings.min_length_client_id,
+                   max_length=settings.max_length_client_id),
+        Middleware(ProjectId),
+        Middleware(QueueName),
+        Middleware(MethodCheck),
+    ]
+    app = Starlette(routes=routes, middleware=middleware,
+                    exception_handlers=dict(EXCEPTION_HANDLERS))
+    app.state.settings = settings
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,58 @@
+"""What a handler needs from a request: the app's settings and gateway, and what the
+middleware learned (project, client id, roles, the queue name)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, TypeVar
+
+from starlette.requests import Request
+
+from projections.commands import Command
+from service.errors import HTTPError
+from service.types import Gateway
+
+if TYPE_CHECKING:
+    from ops.settings import Settings
+
+C = TypeVar("C", bound=Command)
+
+
+def settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def gateway(request: Request) -> Gateway:
+    return request.app.state.gateway  # type: ignore[no-any-return]
+
+
+def project(request: Request) -> str:
+    return str(request.state.project)
+
+
+def client_id(request: Request) -> str:
+    return str(request.state.client_id)
+
+
+def queue_name(request: Request) -> str:
+    return str(request.path_params["queue_name"])
+
+
+def new_id() -> str:
+    """Ids of commands, messages, claims and subscriptions: 32 hex chars (DESIGN §2.2)."""
+    return uuid.uuid4().hex
+
+
+def require_role(request: Request, role: str) -> None:
+    """oslo.policy's ``role:<role>`` (case-insensitive), else Zaqar's 403 (§1.3)."""
+    if role not in getattr(request.state, "roles", []):
+        raise HTTPError(403, "Not authorized", "You are not authorized to complete this action.")
+
+
+def command(request: Request, cls: type[C], **fields: object) -> C:
+    """A command on the request's queue, stamped with ids, client, project and partition time."""
+    gw = gateway(request)
+    proj = project(request)
+    queue = queue_name(request)
+    return cls(id=new_id(), project=proj, queue=queue, client_id=client_id(request),
+               time_ms=gw.now_ms(gw.partition_of(proj, queue)), **fields)  # type: ignore[arg-type]

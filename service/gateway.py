@@ -1,0 +1,169 @@
+"""The embedded command gateway: every partition is local (DESIGN.md §4, embedded mode).
+
+Writes: encode the command, append it to its partition, wait until the runner has applied
+that offset, answer with the outcome apply recorded under the command id (§2.7). Reads: take
+a barrier (the partition's end offset now), wait until it is applied, then query the store
+(§2.6). Time: one clock per partition, never behind the partition's effective time (§7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from log import Log, LogError, RecordTooLargeError, partition_for
+from projections import queries
+from projections.commands import (
+    Command,
+    CreateClaim,
+    CreateQueue,
+    CreateSubscription,
+    DeleteMessage,
+    DeleteMessages,
+    DeleteQueue,
+    DeleteSubscription,
+    PopMessages,
+    PostMessages,
+    PurgeQueue,
+    ReleaseClaim,
+    UpdateClaim,
+    UpdateQueue,
+    UpdateSubscription,
+    encode,
+)
+from projections.runner import Runner, wall_ms
+from projections.store import View
+from service.errors import HTTPError, Unavailable, bad_request
+from service.types import Outcome
+
+logger = logging.getLogger(__name__)
+
+# The "<operation message>" of upstream's 503 texts, by command.
+OPERATION_FAILED: dict[type[Command], str] = {
+    CreateQueue: "Queue could not be created.",
+    UpdateQueue: "Queue could not be updated.",
+    DeleteQueue: "Queue could not be deleted.",
+    PurgeQueue: "Queue could not be purged.",
+    PostMessages: "Messages could not be enqueued.",
+    DeleteMessage: "Unable to delete message.",
+    DeleteMessages: "Messages could not be deleted.",
+    PopMessages: "Messages could not be popped.",
+    CreateClaim: "Claim could not be created.",
+    UpdateClaim: "Claim could not be updated.",
+    ReleaseClaim: "Claim could not be deleted.",
+    CreateSubscription: "Subscription could not be created.",
+    UpdateSubscription: "Subscription could not be updated.",
+    DeleteSubscription: "Subscription could not be deleted.",
+}
+READ_FAILED = "The resource could not be read."
+
+
+def _abandoned() -> bool:
+    """Whether a CancelledError came from the runner dropping its waiters (shutdown), not
+    from this request's own task being cancelled (which must propagate)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() == 0
+
+
+class LocalGateway:
+    """Gateway over a log, a runner tailing every partition, and the runner's store."""
+
+    def __init__(self, log: Log, runner: Runner, store: View,
+                 clock: Callable[[], int] = wall_ms, *, timeout: float = 10.0) -> None:
+        self._log = log
+        self._runner = runner
+        self._store = store
+        self._clock = clock
+        self._timeout = timeout
+        self._stamped: dict[int, int] = {}  # last time stamped per partition (monotone)
+
+    @property
+    def partitions(self) -> int:
+        return self._log.partitions
+
+    def partition_of(self, project: str, queue: str) -> int:
+        return partition_for(project, queue, self._log.partitions)
+
+    def _effective(self, partition: int) -> int:
+        return int(queries.partition_state(self._store, partition)["time"])
+
+    def now_ms(self, partition: int) -> int:
+        """Stamp time: max(wall clock, partition time, last stamp) — never goes backwards."""
+        now = max(self._clock(), self._effective(partition), self._stamped.get(partition, 0))
+        self._stamped[partition] = now
+        return now
+
+    async def execute(self, cmd: Command) -> Outcome:
+        partition = self.partition_of(cmd.project, cmd.queue)
+        failed = OPERATION_FAILED.get(type(cmd), "The command could not be completed.")
+        record = encode(cmd)
+        try:
+            # Shielded: a timeout must not cancel the log's shared commit round.
+            (offset,) = await asyncio.wait_for(
+                asyncio.shield(self._log.append(partition, [record])), self._timeout)
+        except RecordTooLargeError:
+            raise bad_request("The request is too large to be stored.") from None
+        except TimeoutError:
+            return await self._recover(partition, cmd, failed)
+        except LogError as exc:
+            logger.error("partition %d: append failed: %r", partition, exc)
+            raise Unavailable(failed) from exc
+        try:
+            await self._runner.applied(partition, offset, self._timeout)
+        except TimeoutError:
+            raise Unavailable(failed) from None
+        except RuntimeError as exc:  # the runner stopped on an error
+            raise Unavailable(failed) from exc
+        except asyncio.CancelledError:
+            if _abandoned():
+                raise Unavailable(failed) from None
+            raise
+        return self._outcome(partition, cmd, offset)
+
+    async def _recover(self, partition: int, cmd: Command, failed: str) -> Outcome:
+        """After an ambiguous append, look the outcome up before answering 503 (§7)."""
+        try:
+            await self._runner.barrier(partition, self._timeout)
+        except (TimeoutError, RuntimeError, LogError):
+            raise Unavailable(failed) from None
+        outcome = queries.outcome(self._store, partition, cmd.id)
+        if outcome is None:
+            raise Unavailable(failed)
+        return outcome
+
+    def _outcome(self, partition: int, cmd: Command, offset: int) -> Outcome:
+        outcome = queries.outcome(self._store, partition, cmd.id)
+        if outcome is None:  # apply quarantined the record: a bug, not the client's fault
+            logger.error("partition %d offset %d: %s %s left no outcome (quarantined?)",
+                         partition, offset, cmd.TAG, cmd.id)
+            raise HTTPError(500, "Internal server error",
+                            f"The command could not be applied (offset {offset}).")
+        return outcome
+
+    async def _barrier(self, partition: int) -> None:
+        try:
+            await self._runner.barrier(partition, self._timeout)
+        except (TimeoutError, RuntimeError, LogError):
+            raise Unavailable(READ_FAILED) from None
+        except asyncio.CancelledError:
+            if _abandoned():
+                raise Unavailable(READ_FAILED) from None
+            raise
+
+    async def view_for(self, project: str, queue: str) -> tuple[View, int, int]:
+        partition = self.partition_of(project, queue)
+        await self._barrier(partition)
+        return self._store, partition, max(self._clock(), self._effective(partition))
+
+    async def views_all(self) -> list[tuple[int, View]]:
+        partitions = range(self._log.partitions)
+        await asyncio.gather(*(self._barrier(p) for p in partitions))
+        return [(p, self._store) for p in partitions]
+
+    async def reachable(self) -> bool:
+        try:
+            await self.views_all()
+        except HTTPError:
+            return False
+        return True

@@ -1,0 +1,333 @@
+"""The request pipeline before a handler runs, one ASGI class per concern (zaqar-api.md §1.2).
+
+Order (outermost first), as ``create_app`` installs it:
+
+1. ``RequestId`` — ``x-openstack-request-id`` on every response; unknown errors become 500.
+2. ``Auth`` — static tokens (401) or noauth's X-Roles; skipped for ``/`` and signed requests.
+   It wraps everything else, like keystonemiddleware wraps Zaqar (§1.2).
+3. ``Routing`` — 404 for unknown paths, 200 + ``Allow`` for OPTIONS (no checks, §1.1).
+4. ``PreSignedUrl`` — a ``URL-Signature`` must verify, else 404.
+5. ``FormEncodedRejection`` — 400 for form bodies.
+6. ``AcceptJson`` — 406 with an empty body.
+7. ``ClientId`` — required, UUID in strict mode.
+8. ``ProjectId`` — X-Project-ID required and non-empty.
+9. ``QueueName`` — name and project length on routes with ``{queue_name}``.
+10. ``MethodCheck`` — 405 with ``Allow`` for a known path and an unsupported method.
+
+What a check learns (project, client id, roles, path parameters) goes to ``scope["state"]``,
+which Starlette exposes as ``request.state``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from service import signing
+from service.errors import INTERNAL, error_response, route_not_found
+from service.routing import match, method_not_allowed
+from service.types import ASGIApp, Message, Receive, Scope, Send
+from service.validation import valid_project, valid_queue_name
+
+logger = logging.getLogger(__name__)
+
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+ROOT = "/"
+
+
+def state(scope: Scope) -> dict[str, Any]:
+    """The per-request state dict (``request.state`` in handlers)."""
+    return scope.setdefault("state", {})
+
+
+class _Check:
+    """A middleware that may answer instead of passing the request on; http only."""
+
+    def __init__(self, app: ASGIApp, **options: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response = self.check(scope, Headers(scope=scope))
+        if response is None:
+            await self.app(scope, receive, send)
+        else:
+            await response(scope, receive, send)
+
+    def check(self, scope: Scope, headers: Headers) -> Response | None:
+        raise NotImplementedError
+
+
+class RequestId:
+    """Tags every response with ``x-openstack-request-id`` and never lets an error escape.
+
+    An unexpected exception becomes ``500 {"title": "Internal server error"}`` and a log
+    line carrying the request id, so an operator can find the traceback of a report.
+    """
+
+    def __init__(self, app: ASGIApp, **options: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = f"req-{uuid.uuid4()}"
+        state(scope)["request_id"] = request_id
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                MutableHeaders(scope=message).append("x-openstack-request-id", request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            logger.info("%s: client disconnected", request_id)
+        except Exception as exc:
+            logger.exception("%s: %s %s failed", request_id, scope.get("method"),
+                             scope.get("path"))
+            if not started:
+                response = error_response(500, INTERNAL, str(exc) or type(exc).__name__)
+                await response(scope, receive, send_with_id)
+
+
+class Routing:
+    """404 for paths no route knows; OPTIONS answered from the route's methods (§1.1)."""
+
+    def __init__(self, app: ASGIApp, *, routes: Sequence[BaseRoute], **options: Any) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        found = match(self.routes, scope)
+        if found is None:
+            await route_not_found()(scope, receive, send)
+            return
+        resource, params = found
+        if scope["method"] == "OPTIONS":
+            allow = ", ".join(resource.allowed)
+            await Response(status_code=200, headers={"Allow": allow})(scope, receive, send)
+            return
+        st = state(scope)
+        st["allowed"] = resource.allowed
+        st["path_params"] = params
+        await self.app(scope, receive, send)
+
+
+def _replace_header(scope: Scope, name: bytes, value: str) -> Scope:
+    headers = [(k, v) for k, v in scope["headers"] if k != name]
+    headers.append((name, value.encode("latin-1")))
+    return {**scope, "headers": headers}
+
+
+class Auth:
+    """``auth = "token"``: X-Auth-Token must be a configured token (else 401); the token's
+    project, when it has one, replaces X-Project-ID and its roles replace X-Roles.
+    ``auth = "none"``: X-Roles is trusted, like upstream without Keystone (§1.3)."""
+
+    def __init__(self, app: ASGIApp, *, mode: str = "none",
+                 tokens: Mapping[str, Any] | None = None, **options: Any) -> None:
+        self.app = app
+        self.mode = mode
+        self.tokens = dict(tokens or {})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        st = state(scope)
+        st["roles"] = []
+        if scope["path"] == ROOT or "url-signature" in headers:
+            await self.app(scope, receive, send)
+            return
+        if self.mode == "none":
+            st["roles"] = _roles(headers.get("x-roles", ""))
+            await self.app(scope, receive, send)
+            return
+        grant = self.tokens.get(headers.get("x-auth-token", ""))
+        if grant is None:
+            response = error_response(
+                401, "Unauthorized", "The request you have made requires authentication.",
+                {"WWW-Authenticate": "Token"})
+            await response(scope, receive, send)
+            return
+        st["roles"] = [r.lower() for r in grant.roles]
+        if grant.project:
+            scope = _replace_header(scope, b"x-project-id", grant.project)
+        await self.app(scope, receive, send)
+
+
+def _roles(raw: str) -> list[str]:
+    return [role.strip().lower() for role in raw.split(",") if role.strip()]
+
+
+class PreSignedUrl(_Check):
+    """A request carrying ``URL-Signature`` must match a share token exactly, else 404 (§7)."""
+
+    def __init__(self, app: ASGIApp, *, secret_key: str | None = None, **options: Any) -> None:
+        super().__init__(app)
+        self.secret_key = secret_key
+
+    def check(self, scope: Scope, headers: Headers) -> Response | None:
+        signature = headers.get("url-signature")
+        if not signature:
+            return None
+        ok = signing.verify(
+            self.secret_key, method=scope["method"], path=scope["path"],
+            project=headers.get("x-project-id"), signature_header=signature,
+            expires_header=headers.get("url-expires"),
+            methods_header=headers.get("url-methods", ""),
+            paths_header=headers.get("url-paths", ""),
+            now=datetime.now(UTC).replace(tzinfo=None))
+        if not ok:
+            return route_not_found()
+        state(scope)["signed"] = True
+        return None
+
+
+class FormEncodedRejection(_Check):
+    def check(self, scope: Scope, headers: Headers) -> Response | None:
+        media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if "content-length" in headers and media_type == FORM_MEDIA_TYPE:
+            return error_response(
+                400, "Invalid Content-Type",
+                "Endpoint does not accept `application/x-www-form-urlencoded` content; "
+                "currently supported media type is `application/json`; specify proper "
+                'client-side media type with the "Content-Type" header.')
+        return None
+
+
+def accepts_json(accept: str | None) -> bool:
+    """Whether an Accept header admits application/json: the most specific matching range
+    decides, and its q must be above zero (falcon's ``client_accepts``)."""
+    if accept is None or not accept.strip():
+        return True
+    best: tuple[int, float] | None = None
+    for item in accept.split(","):
+        parts = [p.strip() for p in item.split(";")]
+        media = parts[0].lower()
+        if "/" not in media:
+            return False
+        kind, _, sub = media.partition("/")
+        quality = 1.0
+        for param in parts[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    return False
+        if (kind, sub) == ("application", "json"):
+            fitness = 2
+        elif (kind, sub) == ("application", "*"):
+            fitness = 1
+        elif (kind, sub) == ("*", "*"):
+            fitness = 0
+        else:
+            continue
+        if best is None or fitness > best[0]:
+            best = (fitness, quality)
+    return best is not None and best[1] > 0
+
+
+class AcceptJson(_Check):
+    def check(self, scope: Scope, headers: Headers) -> Response | None:
+        if accepts_json(headers.get("accept")):
+            return None
+        return error_response(406, None)
+
+
+class ClientId(_Check):
+    """Client-ID is required on every /v2 request; strict mode wants a UUID (§1.2 step 4).
+
+    The value kept for echo filtering is canonical in strict mode, so two spellings of one
+    UUID are the same client (§10.7).
+    """
+
+    def __init__(self, app: ASGIApp, *, mode: str = "strict", min_length: int = 10,
+                 max_length: int = 36, **options: Any) -> None:
+        super().__init__(app)
+        self.mode = mode
+        self.min_length = min_length
+        self.max_length = max_length
+
+    def check(self, scope: Scope, headers: Headers) -> Response | None:
+        if scope["path"] == ROOT:
+            return None
+        raw = headers.get("client-id")
+        if not raw:
+            return error_response(400, "Missing header value",
+                                  'The "Client-Id" header is required.')
+        if self.mode == "strict":
+            try:
+                client_id = str(uuid.UUID(raw))
+            except ValueError:
+                return error_response(400, "Wrong UUID value", "Malformed hexadecimal UUID.")
+        else:
+            if not self.min_length <= len(raw) <= self.max_length:
+                return error_response(
+                    400, f"Length of client id must be at least {self.min_length} and no "
+                         f"greater than {self.max_length}.")
+            client_id = raw
+        state(scope)["client_id"] = client_id
+        return None
+
+
+class ProjectId(_Check):
+    def check(self, scope: Scope, headers: Headers) -> Response | None:
+        if scope["path"] == ROOT:
+            return None
+        project = headers.get("x-project-id")
+        if project is None:
+            return error_response(400, "Project-Id Missing",
+                                  "The header X-PROJECT-ID was missing")
+        if project == "":
+            return error_response(
+                400, "Empty project header not allowed",
+                "X-PROJECT-ID cannot be an empty string. Specify the right header "
+                "X-PROJECT-ID and retry.")
+        state(scope)["project"] = project
+        return None
+
+
+class QueueName(_Check):
+    """Queue name rules and project length, only where the path names a queue (§1.2 step 6)."""
+
+    def check(self, scope: Scope, headers: Headers) -> Response | None:
+        st = state(scope)
+        name = st.get("path_params", {}).get("queue_name")
+        if name is None:
+            return None
+        if valid_queue_name(name) and valid_project(st.get("project", "")):
+            return None
+        return error_response(
+            400, "Invalid queue identification",
+            "The format of the submitted queue name or project id is not valid.")
+
+
+class MethodCheck(_Check):
+    """405 + Allow for a known path and a method it does not serve (after the checks)."""
+
+    def check(self, scope: Scope, headers: Headers) -> Response | None:
+        allowed = state(scope).get("allowed")
+        if allowed is None or scope["method"] in allowed:
+            return None
+        return method_not_allowed(allowed)

@@ -1,0 +1,58 @@
+"""Routes of the API: one ``Resource`` per path with its handlers by method.
+
+Starlette's ``Route`` adds HEAD to every GET route and answers 405 in its own format, while
+Zaqar has no implicit HEAD and answers 404/405/OPTIONS with falcon's bodies (§1.1). So a
+route's endpoint is a ``Resource`` (an ASGI app that accepts every method) and the routing
+middleware decides 404, OPTIONS and — after the header checks — 405.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Route
+
+from service.errors import error_response
+from service.types import Handler, Receive, Scope, Send
+
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+class Resource:
+    """The handlers of one path, by HTTP method."""
+
+    def __init__(self, **handlers: Handler) -> None:
+        self.handlers = {method.upper(): handler for method, handler in handlers.items()}
+
+    @property
+    def allowed(self) -> list[str]:
+        """Methods in a stable order, plus OPTIONS (what ``Allow`` lists)."""
+        order = {m: i for i, m in enumerate(METHOD_ORDER)}
+        return [*sorted(self.handlers, key=lambda m: order.get(m, 99)), "OPTIONS"]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.handlers.get(scope["method"])
+        if handler is None:  # the routing middleware answers first; kept for safety
+            response = method_not_allowed(self.allowed)
+        else:
+            response = await handler(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+
+def route(path: str, **handlers: Handler) -> Route:
+    return Route(path, Resource(**handlers))
+
+
+def method_not_allowed(allowed: list[str]) -> Response:
+    return error_response(405, "405 Method Not Allowed", None, {"Allow": ", ".join(allowed)})
+
+
+def match(routes: Sequence[BaseRoute], scope: Scope) -> tuple[Resource, dict] | None:
+    """The resource a request path names and its path parameters, or None (404)."""
+    for candidate in routes:
+        found, child = candidate.matches(scope)
+        if found is not Match.NONE and isinstance(child.get("endpoint"), Resource):
+            return child["endpoint"], child.get("path_params", {})
+    return None

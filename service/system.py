@@ -1,0 +1,114 @@
+"""Service-level endpoints (zaqar-api.md §4): versions, home document, ping, health."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from projections import queries
+from projections.commands import (
+    Command,
+    CreateClaim,
+    CreateQueue,
+    DeleteMessage,
+    DeleteMessages,
+    DeleteQueue,
+    NewMessage,
+    PostMessages,
+    ReleaseClaim,
+)
+from service.context import client_id, gateway, new_id, project, require_role, settings
+from service.errors import HTTPError, Unavailable, check_outcome
+from service.homedoc import VERSIONS, home
+from service.responses import JSONHomeResponse, JSONResponse, empty
+from service.types import Gateway
+
+logger = logging.getLogger(__name__)
+
+
+async def versions(request: Request) -> Response:
+    return JSONResponse(VERSIONS, status_code=300)
+
+
+async def home_document(request: Request) -> Response:
+    return JSONHomeResponse(home(settings(request).admin_mode),
+                            headers={"Cache-Control": "max-age=86400"})
+
+
+async def ping(request: Request) -> Response:
+    """GET answers 503 when the log or projection does not answer; HEAD is always 204."""
+    if request.method == "HEAD" or await gateway(request).reachable():
+        return empty(204)
+    return empty(503)
+
+
+async def health(request: Request) -> Response:
+    """Admin only: a real cycle of operations on a scratch queue, each timed (§4.4)."""
+    require_role(request, "admin")
+    gw = gateway(request)
+    if not await gw.reachable():
+        raise Unavailable("Health status could not be read.")
+    probe = _Probe(gw, project(request), f"health-{uuid.uuid4().hex}", client_id(request),
+                   settings(request).default_message_ttl)
+    return JSONResponse({"storage_reachable": True,
+                         "operation_status": await probe.run()})
+
+
+class _Probe:
+    """Runs the operations upstream's health check runs, through the gateway."""
+
+    def __init__(self, gw: Gateway, project: str, queue: str, client: str, ttl: int) -> None:
+        self.gw = gw
+        self.project = project
+        self.queue = queue
+        self.client = client
+        self.ttl = ttl
+        self.status: dict[str, dict[str, Any]] = {}
+
+    def _cmd(self, cls: type[Command], **fields: Any) -> Command:
+        partition = self.gw.partition_of(self.project, self.queue)
+        return cls(id=new_id(), project=self.project, queue=self.queue, client_id=self.client,
+                   time_ms=self.gw.now_ms(partition), **fields)
+
+    async def _op(self, name: str, cmd: Command | None) -> dict[str, Any]:
+        started = time.perf_counter()
+        ref = None
+        outcome: dict[str, Any] = {}
+        try:
+            if cmd is None:  # a read
+                view, partition, now = await self.gw.view_for(self.project, self.queue)
+                queries.list_messages(view, partition, self.project, self.queue, now,
+                                      marker=None, limit=10, client_id=None, echo=True,
+                                      include_claimed=True, include_delayed=True)
+            else:
+                outcome = dict(check_outcome(await self.gw.execute(cmd)))
+        except HTTPError as exc:
+            ref = str(uuid.uuid4())
+            logger.warning("health %s failed (ref %s): %s", name, ref, exc)
+        self.status[name] = {"succeeded": ref is None,
+                             "seconds": round(time.perf_counter() - started, 6), "ref": ref}
+        return outcome
+
+    async def run(self) -> dict[str, dict[str, Any]]:
+        await self._op("create_queue", self._cmd(CreateQueue))
+        posted = await self._op("post_messages", self._cmd(
+            PostMessages, messages=[NewMessage(id=new_id(), body={"probe": True}, ttl=self.ttl),
+                                    NewMessage(id=new_id(), body={"probe": True}, ttl=self.ttl)],
+            default_ttl=self.ttl))
+        claim_id = new_id()
+        claimed = await self._op("claim_messages", self._cmd(
+            CreateClaim, claim_id=claim_id, ttl=60, grace=60, limit=1))
+        await self._op("list_messages", None)
+        held = [m["id"] for m in claimed.get("messages", [])]
+        await self._op("delete_messages", self._cmd(
+            DeleteMessage, message_id=held[0] if held else "", claim_id=claim_id))
+        await self._op("delete_claim", self._cmd(ReleaseClaim, claim_id=claim_id))
+        await self._op("bulk_delete_messages", self._cmd(
+            DeleteMessages, message_ids=list(posted.get("ids", []))))
+        await self._op("delete_queue", self._cmd(DeleteQueue))
+        return self.status

@@ -1,0 +1,160 @@
+"""Kill -9 a real ``marconi serve`` under concurrent posts and claims, again and again.
+
+Every acknowledged post must be there exactly once (unless a delete of it was sent), and every
+acknowledged delete must stay deleted, across 20 kills and restarts on one data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "crash"
+QUEUE = "work"
+KILLS = 20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(data: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ops.cli", "--log-level", "WARNING", "serve", "--data",
+         str(data), "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("server did not start")
+
+
+class Ledger:
+    """What the clients were told: only acknowledged facts go in."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.posted: dict[str, str] = {}  # message id -> body key
+        self.delete_sent: set[str] = set()
+        self.deleted: set[str] = set()
+
+
+def producer(base: str, stop: threading.Event, ledger: Ledger, tag: str) -> None:
+    headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": PROJECT}
+    n = 0
+    with httpx.Client(base_url=base, headers=headers, timeout=5) as client:
+        while not stop.is_set():
+            keys = [f"{tag}-{n}-{j}" for j in range(1 + n % 3)]
+            n += 1
+            try:
+                r = client.post(f"/v2/queues/{QUEUE}/messages",
+                                json={"messages": [{"body": {"k": k}} for k in keys]})
+            except httpx.HTTPError:
+                return  # the server died
+            if r.status_code == 201:
+                ids = [href.rsplit("/", 1)[-1] for href in r.json()["resources"]]
+                with ledger.lock:
+                    ledger.posted.update(zip(ids, keys, strict=True))
+
+
+def consumer(base: str, stop: threading.Event, ledger: Ledger) -> None:
+    headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": PROJECT}
+    with httpx.Client(base_url=base, headers=headers, timeout=5) as client:
+        while not stop.is_set():
+            try:
+                r = client.post(f"/v2/queues/{QUEUE}/claims?limit=5",
+                                json={"ttl": 60, "grace": 60})
+                if r.status_code != 201:
+                    time.sleep(0.01)
+                    continue
+                for msg in r.json()["messages"]:
+                    mid = msg["id"]
+                    with ledger.lock:
+                        ledger.delete_sent.add(mid)
+                    d = client.delete(msg["href"])
+                    if d.status_code == 204:
+                        with ledger.lock:
+                            ledger.deleted.add(mid)
+            except httpx.HTTPError:
+                return
+
+
+def everything(base: str) -> list[dict]:
+    """Every message in the queue, claimed or not, through the public API."""
+    headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": PROJECT}
+    out: list[dict] = []
+    url = f"/v2/queues/{QUEUE}/messages?limit=20&echo=true&include_claimed=true"
+    with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
+        while True:
+            page = client.get(url).json()
+            if not page["messages"]:
+                return out
+            out.extend(page["messages"])
+            url = page["links"][0]["href"]
+
+
+@pytest.mark.slow
+def test_kill_9_under_load_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "20261123")))
+    data = tmp_path / "data"
+    ledger = Ledger()
+    for round_no in range(KILLS):
+        port = free_port()
+        proc = start_server(data, port)
+        base = f"http://127.0.0.1:{port}"
+        stop = threading.Event()
+        threads = [threading.Thread(target=producer, args=(base, stop, ledger, f"r{round_no}p{i}"))
+                   for i in range(4)]
+        threads += [threading.Thread(target=consumer, args=(base, stop, ledger))
+                    for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(rng.uniform(0.3, 1.2))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    port = free_port()
+    proc = start_server(data, port)
+    try:
+        present = everything(f"http://127.0.0.1:{port}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    ids = [m["id"] for m in present]
+    keys = [m["body"]["k"] for m in present]
+    assert len(ids) == len(set(ids)), "a message id is listed twice"
+    assert len(keys) == len(set(keys)), "a posted body is stored twice"
+    assert len(ledger.posted) > 200, "the load generated too little to prove anything"
+    lost = [mid for mid in ledger.posted if mid not in set(ids) and mid not in ledger.delete_sent]
+    assert lost == [], f"{len(lost)} acknowledged messages lost"
+    resurrected = ledger.deleted & set(ids)
+    assert not resurrected, f"{len(resurrected)} acknowledged deletes came back"
+    for m in present:  # and each surviving message has the body it was posted with
+        if m["id"] in ledger.posted:
+            assert m["body"]["k"] == ledger.posted[m["id"]]
+    print(f"crash test: {KILLS} kills, {len(ledger.posted)} acknowledged posts, "
+          f"{len(ledger.deleted)} acknowledged deletes, {len(present)} messages left, 0 lost, "
+          "0 duplicated")
