@@ -14,6 +14,12 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+def _node(args: argparse.Namespace) -> int:
+    from ops.node import node
+
+    return node(args)
+
+
 def _digest(args: argparse.Namespace) -> int:
     from ops.admin import digest_command
 
@@ -83,6 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--partitions", type=int, default=None,
                        help="partitions of a new log (default 16)")
     serve.set_defaults(func=_serve)
+
+    node = sub.add_parser("node", help="serve the API as one node of a Kafka-backed cluster")
+    node.add_argument("--kafka", required=True, help="bootstrap servers")
+    node.add_argument("--topic", default="marconi-commands")
+    node.add_argument("--partitions", type=int, default=None,
+                      help="partitions of the topic when it is created (default 16)")
+    node.add_argument("--group", default="marconi")
+    node.add_argument("--data", default=None, help="this node's local store directory")
+    node.add_argument("--host", default=None)
+    node.add_argument("--port", type=int, default=None)
+    node.add_argument("--advertise", default=None,
+                      help="the http://host:port other nodes reach this node at")
+    node.add_argument("--config", default=None, help="settings file (TOML)")
+    node.set_defaults(func=_node)
 
     digest = sub.add_parser("digest", help="hash of the whole projected state")
     digest.add_argument("--data", default="./data")
