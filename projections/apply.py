@@ -49,6 +49,7 @@ OUTCOME_WINDOW_MS = 10 * 60 * 1000  # how long outcomes (and so de-duplication) 
 PRUNE_PER_RECORD = 64  # outcomes pruned per record when due; more than a record adds
 
 Outcome = dict[str, Any]
+CLAIMED = "This message is claimed; it cannot be deleted without a valid claim ID."
 Changes = dict[bytes, bytes | None]
 
 
@@ -323,8 +324,7 @@ def _delete_message(tx: Overlay, cmd: DeleteMessage, ctx: Context, meta: dict) -
     live = bool(msg["k"]) and msg["ke"] > ctx.now
     if cmd.claim_id is None:
         if live:
-            raise Rejected("claimed", "This message is claimed; it cannot be deleted without "
-                                      "a valid claim ID.")
+            raise Rejected("claimed", CLAIMED)
     else:
         claim = _get_claim(tx, ctx, cmd.project, cmd.queue, q, cmd.claim_id)
         if claim is None or claim["e"] <= ctx.now:
@@ -333,8 +333,7 @@ def _delete_message(tx: Overlay, cmd: DeleteMessage, ctx: Context, meta: dict) -
             raise Rejected("not_claimed", "A claim was specified, but the message is not "
                                           "currently claimed.")
         if msg["k"] != cmd.claim_id:
-            raise Rejected("claimed", "This message is claimed; it cannot be deleted without "
-                                      "a valid claim ID.")
+            raise Rejected("claimed", CLAIMED)
     _remove_message(tx, ctx, cmd.project, cmd.queue, q, seq, msg)
     _put_queue(tx, ctx, cmd.project, cmd.queue, q)
     return {"deleted": True}
