@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -29,7 +29,19 @@ def _digest(args: argparse.Namespace) -> int:
 def _rebuild(args: argparse.Namespace) -> int:
     from ops.admin import rebuild_command
 
-    return rebuild_command(args.data)
+    return rebuild_command(args.data, timeout=args.timeout)
+
+
+def _partitions(args: argparse.Namespace) -> int:
+    from ops.partitions import partitions_command
+
+    return partitions_command(args)
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    from ops.snapshot import snapshot_command
+
+    return snapshot_command(args)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -78,6 +90,9 @@ def _bench_core(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marconi", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=("text", "json"), default=None,
+                        help="text (default) or json: one object per line, with request ids "
+                             "(also MARCONI_LOG_FORMAT / log_format in the settings file)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve the Zaqar v2 API on the embedded log")
@@ -108,9 +123,26 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument("--data", default="./data")
     digest.set_defaults(func=_digest)
 
-    rebuild = sub.add_parser("rebuild", help="recompute every projection from offset 0")
+    rebuild = sub.add_parser(
+        "rebuild", help="recompute every projection from offset 0 (live-safe: a running "
+                        "server swaps the new store in when it has caught up)")
     rebuild.add_argument("--data", default="./data")
+    rebuild.add_argument("--timeout", type=float, default=120.0,
+                         help="seconds a running server may take to catch up and swap")
     rebuild.set_defaults(func=_rebuild)
+
+    parts = sub.add_parser("partitions",
+                           help="owner, applied offset, end offset and lag per partition")
+    from ops.partitions import add_arguments as partitions_arguments
+
+    partitions_arguments(parts)
+    parts.set_defaults(func=_partitions)
+
+    snap = sub.add_parser("snapshot", help="RocksDB checkpoint + offsets (backup, seeding)")
+    from ops.snapshot import add_arguments as snapshot_arguments
+
+    snapshot_arguments(snap)
+    snap.set_defaults(func=_snapshot)
 
     replay = sub.add_parser("replay", help="a queue's audited history, or its state at a time")
     from ops.replay import add_arguments
@@ -151,8 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from ops.logs import configure
+
+    fmt = args.log_format or os.environ.get("MARCONI_LOG_FORMAT", "").strip().lower() or "text"
+    configure(args.log_level, fmt if fmt in ("text", "json") else "text")
     return int(args.func(args) or 0)
 
 

@@ -1,6 +1,10 @@
 """``marconi serve``: the embedded node — FileLog + RocksDB under one data directory, every
 partition local, the Zaqar v2 API on Hypercorn (DESIGN.md §4).
 
+Beside the API: ``/metrics`` (Prometheus), ``/v2/health`` with per-partition detail, the
+admin history route, and the control requests of the operator tools (``partitions``,
+``snapshot``, live ``rebuild``; see ``ops/admin.py``).
+
 Shutdown (SIGTERM/SIGINT): stop accepting, let in-flight requests finish, stop the runner,
 stop the log (which flushes its last commit round), close the store. Starting again on the
 same directory resumes from the store's applied offsets.
@@ -10,22 +14,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import shutil
 import signal
+import socket
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
+from starlette.applications import Starlette
 
 from log import LogError
 from log.filelog import FileLog
+from ops import admin
 from ops.admin import log_dir, store_dir
+from ops.historyproc import ProcessHistory
 from ops.settings import Settings, SettingsError, load_settings
+from ops.snapshot import write_snapshot
+from projections import queries
 from projections.rocksstore import RocksStore, StoreLockedError
 from projections.runner import Runner, StoreMismatchError
 from service.app import create_app
 from service.gateway import LocalGateway
+from service.metrics import CountingLog, LocalStatus, Metrics
 
 logger = logging.getLogger("marconi.serve")
 
@@ -52,6 +67,135 @@ def prepare(settings: Settings, explicit_partitions: bool) -> tuple[Path, int | 
     return data, None
 
 
+class EmbeddedNode:
+    """The running parts of ``marconi serve`` and the operator requests it answers.
+
+    A store swap (live rebuild): open the new store, start a second runner on it (it resumes
+    from the store's own offsets and checks them against the log), wait until it has applied
+    everything in the log, then point the app, the status and the pointer file at the new
+    pair. Requests already in flight finish on the old pair, which keeps running for the
+    request timeout and is then stopped, closed and deleted. Both runners apply the same log
+    deterministically, so any request sees correct state on either side of the swap.
+    """
+
+    def __init__(self, settings: Settings, data: Path, log: FileLog) -> None:
+        self.settings = settings
+        self.data = data
+        self.log = CountingLog(log)
+        self.store: RocksStore | None = None
+        self.runner: Runner | None = None
+        self.status: LocalStatus | None = None
+        self.history = ProcessHistory(log)  # its worker starts on the first history page
+        self.app: Starlette | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+        self.owner = f"{socket.gethostname()}:{settings.port}"
+
+    def _runner(self, store: RocksStore) -> Runner:
+        return Runner(self.log, store, range(self.log.partitions))
+
+    async def start(self) -> Starlette:
+        self.store = RocksStore(store_dir(self.data))
+        self.runner = self._runner(self.store)
+        await self.runner.start()
+        await self.log.refresh()
+        gateway = LocalGateway(self.log, self.runner, self.store,
+                               timeout=self.settings.request_timeout)
+        self.status = LocalStatus(self.log, self.runner, self.store, owner=self.owner)
+        metrics = Metrics(log=self.log, status=self.status)
+        self.app = create_app(self.settings, gateway, history_reader=self.history,
+                              status=self.status, metrics=metrics)
+        return self.app
+
+    async def stop(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
+        for task in list(self._retiring):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.history.close()
+        if self.runner is not None:
+            await self.runner.stop()
+        if self.store is not None:
+            self.store.close()
+
+    # -- control requests (ops/admin.py) ---------------------------------------------------
+
+    async def watch(self, interval: float = 0.2) -> None:
+        """Answer the operator tools' requests dropped into ``control/``."""
+        while True:
+            try:
+                for rid, body in admin.pending(self.data):
+                    try:
+                        result = await self.handle(body)
+                        reply: dict[str, Any] = {"ok": True, **result}
+                    except Exception as exc:  # reported to the tool, logged here
+                        logger.exception("control request %s %r failed", rid, body.get("op"))
+                        reply = {"ok": False, "error": str(exc) or type(exc).__name__}
+                    admin.answer(self.data, rid, reply)
+            except OSError:  # e.g. the control directory is unwritable: keep serving
+                logger.exception("control directory %s", admin.control_dir(self.data))
+            await asyncio.sleep(interval)
+
+    async def handle(self, body: dict[str, Any]) -> dict[str, Any]:
+        op = body.get("op")
+        if op == "status":
+            assert self.status is not None
+            return {"partitions": [row.as_json() for row in self.status.partition_status()]}
+        if op == "snapshot":
+            assert self.store is not None
+            return {"snapshot": write_snapshot(self.store, str(body["dest"]))}
+        if op == "swap":
+            return await self.swap(str(body["store"]))
+        raise ValueError(f"unknown control request {op!r}")
+
+    async def swap(self, name: str) -> dict[str, Any]:
+        """Catch the store ``data/name`` up and serve from it (see the class docstring)."""
+        path = self.data / name
+        if path.parent != self.data or not path.is_dir() or not name.startswith("store-"):
+            raise ValueError(f"{name!r} is not a store generation in {self.data}")
+        assert self.app is not None and self.status is not None
+        assert self.runner is not None and self.store is not None
+        started = time.perf_counter()
+        store = RocksStore(path)
+        runner = self._runner(store)
+        try:
+            before = {p: queries.partition_state(store, p)["offset"]
+                      for p in range(self.log.partitions)}
+            await runner.start()
+            for p in range(self.log.partitions):
+                await runner.barrier(p, timeout=max(60.0, self.settings.request_timeout))
+        except BaseException:
+            await runner.stop()
+            store.close()
+            raise
+        caught_up = sum(runner.applied_offset(p) - before[p] for p in before)
+        old_runner, old_store, old_path = self.runner, self.store, Path(self.store.path)
+        self.app.state.gateway = LocalGateway(self.log, runner, store,
+                                              timeout=self.settings.request_timeout)
+        self.status.runner, self.status.store = runner, store
+        self.runner, self.store = runner, store
+        admin.set_store(self.data, name)
+        task = asyncio.get_running_loop().create_task(
+            self._retire(old_runner, old_store, old_path))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        seconds = round(time.perf_counter() - started, 3)
+        logger.info("swapped to store %s (caught up %d records in %.3f s)", name, caught_up,
+                    seconds)
+        return {"store": name, "caught_up": caught_up, "seconds": seconds}
+
+    async def _retire(self, runner: Runner, store: RocksStore, path: Path) -> None:
+        """Let requests that started on the old pair finish, then drop it."""
+        try:
+            await asyncio.sleep(self.settings.request_timeout + 1.0)
+        finally:
+            await runner.stop()
+            store.close()
+            if path != store_dir(self.data):
+                shutil.rmtree(path, ignore_errors=True)
+            logger.info("retired store %s", path.name)
+
+
 async def run(settings: Settings, *, explicit_partitions: bool = False,
               stop: asyncio.Event | None = None) -> int:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT); returns the process exit code."""
@@ -62,16 +206,11 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
     data, partitions = prepare(settings, explicit_partitions)
     log = FileLog(log_dir(data), partitions)
     await log.start()
+    node = EmbeddedNode(settings, data, log)
+    watcher: asyncio.Task[None] | None = None
     try:
-        store = RocksStore(store_dir(data))
-    except StoreLockedError:
-        await log.stop()
-        raise
-    runner = Runner(log, store, range(log.partitions))
-    try:
-        await runner.start()
-        gateway = LocalGateway(log, runner, store, timeout=settings.request_timeout)
-        app = create_app(settings, gateway)
+        app = await node.start()
+        watcher = loop.create_task(node.watch(), name="control")
         url = f"http://{settings.host}:{settings.port}"
         logger.info("serving Zaqar v2 on %s (data %s, %d partitions)", url, data,
                     log.partitions)
@@ -80,9 +219,12 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
                               shutdown_trigger=stop.wait)
         logger.info("shutting down: in-flight requests done")
     finally:
-        await runner.stop()
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await node.stop()
         await log.stop()
-        store.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     logger.info("stopped cleanly")
@@ -93,10 +235,14 @@ def serve(args: argparse.Namespace) -> int:
     """Entry point of ``marconi serve`` (flags override the file and the environment)."""
     try:
         settings = load_settings(args.config, data=args.data, host=args.host, port=args.port,
-                                 partitions=args.partitions)
+                                 partitions=args.partitions,
+                                 log_format=getattr(args, "log_format", None))
     except SettingsError as exc:
         print(f"marconi: {exc}", file=sys.stderr)
         return 2
+    from ops.logs import configure
+
+    configure(getattr(args, "log_level", "INFO"), settings.log_format)
     try:
         return asyncio.run(run(settings, explicit_partitions=args.partitions is not None))
     except (LogError, StoreLockedError, StoreMismatchError, OSError) as exc:

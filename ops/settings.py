@@ -22,6 +22,7 @@ from projections.metadata import Limits
 ENV_PREFIX = "MARCONI_"
 AUTH_MODES = ("none", "token")
 CLIENT_ID_MODES = ("strict", "off")
+LOG_FORMATS = ("text", "json")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "t", "y"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "f", "n", ""})
 
@@ -49,6 +50,8 @@ class Settings:
     partitions: int = 16
     request_timeout: float = 10.0  # seconds a request waits for the log or the projection
     graceful_timeout: float = 5.0  # seconds in-flight requests get on shutdown
+    log_format: str = "text"  # "text" or "json" (one object per line, with request ids)
+    access_log: bool = False  # one INFO line per request (logger marconi.access)
 
     # -- auth and admin --------------------------------------------------------------
     auth: str = "none"  # "none": X-Roles honoured like upstream noauth; "token": static tokens
@@ -82,6 +85,9 @@ class Settings:
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
             raise SettingsError(f"auth must be one of {AUTH_MODES}, not {self.auth!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"log_format must be one of {LOG_FORMATS}, "
+                                f"not {self.log_format!r}")
         if self.client_id_uuid_safe not in CLIENT_ID_MODES:
             raise SettingsError(
                 f"client_id_uuid_safe must be one of {CLIENT_ID_MODES}, "

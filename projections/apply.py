@@ -260,6 +260,9 @@ def _remove_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[
             if seq in claim["m"]:
                 claim["m"].remove(seq)
                 tx.put(claim_key, dumps(claim))
+                per_queue, _ = _claim_expiry_keys(ctx, project, name, q["inc"], claim["e"],
+                                                  claim["id"])
+                tx.put(per_queue, K.u64(len(claim["m"])))
 
 
 def _snapshot(msg: dict[str, Any]) -> dict[str, Any]:
@@ -429,8 +432,12 @@ def _put_claim(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, 
         for key in _claim_expiry_keys(ctx, project, name, q["inc"], old_expires, claim["id"]):
             tx.delete(key)
     tx.put(_claim_key(ctx, project, name, q, claim["id"]), dumps(claim))
-    for key in _claim_expiry_keys(ctx, project, name, q["inc"], claim["e"], claim["id"]):
-        tx.put(key, b"")
+    per_queue, partition_wide = _claim_expiry_keys(ctx, project, name, q["inc"], claim["e"],
+                                                   claim["id"])
+    # The per-queue entry carries how many messages the claim holds, so stats count claimed
+    # messages from this index alone (a live claim's messages never expire: grace, §10.5).
+    tx.put(per_queue, K.u64(len(claim["m"])))
+    tx.put(partition_wide, b"")
 
 
 def _release(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],

@@ -8,8 +8,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from service import claims, messages, queues, subscriptions, system
+from service import claims, history, messages, queues, subscriptions, system
 from service.errors import EXCEPTION_HANDLERS
+from service.metrics import Metrics, NodeStatus, RequestMetrics
 from service.middleware import (
     AcceptJson,
     Auth,
@@ -22,6 +23,7 @@ from service.middleware import (
     RequestId,
     Routing,
 )
+from service.mount import Mount
 from service.routing import route
 from service.types import Gateway
 
@@ -31,9 +33,10 @@ if TYPE_CHECKING:
 Q = "/v2/queues/{queue_name}"
 
 
-def build_routes(admin_mode: bool) -> list[BaseRoute]:
+def build_routes(admin_mode: bool, *, with_history: bool = False) -> list[BaseRoute]:
     """Every routed path. Topics, pools and flavors are not routed: they answer 404
-    (topics are optional, pooling is off — zaqar-api.md §8.13, §9)."""
+    (topics are optional, pooling is off — zaqar-api.md §8.13, §9). The history route is
+    Marconi's own (admin role, any ``admin_mode``) and exists when a reader is wired."""
     routes: list[BaseRoute] = [
         route("/", GET=system.versions),
         route("/v2/", GET=system.home_document),
@@ -59,15 +62,28 @@ def build_routes(admin_mode: bool) -> list[BaseRoute]:
         route(f"{Q}/subscriptions/{{subscription_id}}/confirm",
               PUT=subscriptions.confirm_subscription),
     ]
+    if with_history:
+        routes.append(route(f"{Q}/history", GET=history.queue_history))
     if admin_mode:
         routes.append(route("/v2/health", GET=system.health))
     return routes
 
 
-def create_app(settings: Settings, gateway: Gateway) -> Starlette:
-    """The ASGI app. It starts nothing: the caller owns the log, runner and store."""
-    routes = build_routes(settings.admin_mode)
+def create_app(settings: Settings, gateway: Gateway, *,
+               history_reader: history.HistorySource | None = None,
+               status: NodeStatus | None = None,
+               metrics: Metrics | None = None) -> Starlette:
+    """The ASGI app. It starts nothing: the caller owns the log, runner and store.
+
+    ``history_reader`` enables the admin history route; ``status`` adds per-partition detail
+    to ``/v2/health`` and ``/metrics``. ``/metrics`` is always served (outside Zaqar's header
+    checks, through ``Mount``), from a registry of this app's own.
+    """
+    routes = build_routes(settings.admin_mode, with_history=history_reader is not None)
+    metrics = metrics or Metrics(status=status)
     middleware = [
+        Middleware(Mount, internal=metrics.endpoint, prefixes=("/metrics",)),
+        Middleware(RequestMetrics, metrics=metrics, access_log=settings.access_log),
         Middleware(RequestId),
         Middleware(Auth, mode=settings.auth, tokens=settings.tokens),
         Middleware(Routing, routes=routes),
@@ -85,4 +101,7 @@ def create_app(settings: Settings, gateway: Gateway) -> Starlette:
                     exception_handlers=dict(EXCEPTION_HANDLERS))
     app.state.settings = settings
     app.state.gateway = gateway
+    app.state.history = history_reader
+    app.state.status = status
+    app.state.metrics = metrics
     return app

@@ -1,11 +1,15 @@
 """The request pipeline before a handler runs, one ASGI class per concern (zaqar-api.md §1.2).
 
-Order (outermost first), as ``create_app`` installs it:
+Order (outermost first), as ``create_app`` installs it — after ``Mount`` (``/metrics``, no
+Zaqar checks) and ``service.metrics.RequestMetrics`` (counts and times every request, writes
+the access log line):
 
-1. ``RequestId`` — ``x-openstack-request-id`` on every response; unknown errors become 500.
+1. ``RequestId`` — ``x-openstack-request-id`` on every response (and in every log line
+   written meanwhile, via ``request_id_var``); unknown errors become 500.
 2. ``Auth`` — static tokens (401) or noauth's X-Roles; skipped for ``/`` and signed requests.
    It wraps everything else, like keystonemiddleware wraps Zaqar (§1.2).
-3. ``Routing`` — 404 for unknown paths, 200 + ``Allow`` for OPTIONS (no checks, §1.1).
+3. ``Routing`` — 404 for unknown paths, 200 + ``Allow`` for OPTIONS (no checks, §1.1); it
+   records the route template (``state["route"]``) that labels metrics.
 4. ``PreSignedUrl`` — a ``URL-Signature`` must verify, else 404.
 5. ``FormEncodedRejection`` — 400 for form bodies.
 6. ``AcceptJson`` — 406 with an empty body.
@@ -20,6 +24,7 @@ which Starlette exposes as ``request.state``.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -29,11 +34,11 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match, Route
 
 from service import signing
 from service.errors import INTERNAL, error_response, route_not_found
-from service.routing import match, method_not_allowed
+from service.routing import Resource, method_not_allowed
 from service.types import ASGIApp, Message, Receive, Scope, Send
 from service.validation import valid_project, valid_queue_name
 
@@ -41,6 +46,11 @@ logger = logging.getLogger(__name__)
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 ROOT = "/"
+
+# The id of the request being served, for log lines written anywhere beneath it
+# (``ops.logs`` adds it to every record). Each request runs in its own task and context.
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "marconi_request_id", default=None)
 
 
 def state(scope: Scope) -> dict[str, Any]:
@@ -84,6 +94,7 @@ class RequestId:
             return
         request_id = f"req-{uuid.uuid4()}"
         state(scope)["request_id"] = request_id
+        token = request_id_var.set(request_id)
         started = False
 
         async def send_with_id(message: Message) -> None:
@@ -103,6 +114,8 @@ class RequestId:
             if not started:
                 response = error_response(500, INTERNAL, str(exc) or type(exc).__name__)
                 await response(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
 
 
 class Routing:
@@ -116,11 +129,12 @@ class Routing:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        found = match(self.routes, scope)
+        found = _match(self.routes, scope)
         if found is None:
             await route_not_found()(scope, receive, send)
             return
-        resource, params = found
+        template, resource, params = found
+        state(scope)["route"] = template
         if scope["method"] == "OPTIONS":
             allow = ", ".join(resource.allowed)
             await Response(status_code=200, headers={"Allow": allow})(scope, receive, send)
@@ -129,6 +143,21 @@ class Routing:
         st["allowed"] = resource.allowed
         st["path_params"] = params
         await self.app(scope, receive, send)
+
+
+def _match(routes: Sequence[BaseRoute], scope: Scope) -> tuple[str, Resource, dict] | None:
+    """The route template, resource and path parameters of a request path (None: 404).
+
+    Like ``service.routing.match`` plus the template, which labels metrics and logs."""
+    for candidate in routes:
+        found, child = candidate.matches(scope)
+        if found is not Match.NONE and isinstance(child.get("endpoint"), Resource):
+            template = candidate.path if isinstance(candidate, Route) else UNMATCHED
+            return template, child["endpoint"], child.get("path_params", {})
+    return None
+
+
+UNMATCHED = "unmatched"
 
 
 def _replace_header(scope: Scope, name: bytes, value: str) -> Scope:

@@ -25,6 +25,7 @@ from projections.commands import (
 from service.context import client_id, gateway, new_id, project, require_role, settings
 from service.errors import HTTPError, Unavailable, check_outcome
 from service.homedoc import VERSIONS, home
+from service.metrics import NodeStatus
 from service.responses import JSONHomeResponse, JSONResponse, empty
 from service.types import Gateway
 
@@ -55,8 +56,17 @@ async def health(request: Request) -> Response:
         raise Unavailable("Health status could not be read.")
     probe = _Probe(gw, project(request), f"health-{uuid.uuid4().hex}", client_id(request),
                    settings(request).default_message_ttl)
-    return JSONResponse({"storage_reachable": True,
-                         "operation_status": await probe.run()})
+    body: dict[str, Any] = {"storage_reachable": True, "operation_status": await probe.run()}
+    status: NodeStatus | None = getattr(request.app.state, "status", None)
+    if status is not None:
+        body["partitions"] = partition_detail(status)
+    return JSONResponse(body)
+
+
+def partition_detail(status: NodeStatus) -> dict[str, dict[str, Any]]:
+    """Marconi's own health detail: log and projection state of each partition, keyed by
+    partition number (an addition to Zaqar's body; clients ignore unknown keys)."""
+    return {str(row.partition): row.as_json() for row in status.partition_status()}
 
 
 class _Probe:

@@ -1,0 +1,323 @@
+"""Observability: Prometheus metrics and the per-partition state ``/v2/health`` reports.
+
+Nothing here edits the log or the runner. Appends are counted by ``CountingLog``, a thin
+wrapper the wiring hands to the runner and the gateway in place of the log (so Sweeps and
+outbox moves are counted too). Projection state (applied offsets, quarantine, outbox) is read
+at scrape time through the runner's public ``applied_offset`` and the store's queries, so a
+scrape costs a few point reads and never waits on the log.
+
+Each app gets its own ``CollectorRegistry``: two apps in one process (tests) never collide.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from log import Log
+from projections import queries
+from projections.store import View
+from service.types import Message, Receive, Scope, Send
+
+access_logger = logging.getLogger("marconi.access")
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SWEEP_TAG = b'"t":"sweep"'
+OUTBOX_COUNT_CAP = 10_000  # a scrape reads at most this many outbox entries per partition
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionStatus:
+    """One partition as this node sees it: log end, projection position and leftovers."""
+
+    partition: int
+    owner: str
+    applied_offset: int
+    end_offset: int
+    quarantined: int
+    outbox: int
+
+    @property
+    def lag(self) -> int:
+        """Records in the log not yet applied (end - applied - 1, never negative)."""
+        return max(0, self.end_offset - self.applied_offset - 1)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"partition": self.partition, "owner": self.owner,
+                "applied_offset": self.applied_offset, "end_offset": self.end_offset,
+                "lag": self.lag, "quarantined": self.quarantined, "outbox": self.outbox}
+
+
+class NodeStatus(Protocol):
+    """What the node reports about its partitions (health detail, metrics, ``partitions``)."""
+
+    def partition_status(self) -> list[PartitionStatus]:
+        ...
+
+    def applied_total(self) -> dict[int, int]:
+        """Records applied per partition since this process started (the apply rate)."""
+        ...
+
+
+class CountingLog:
+    """A ``Log`` that counts appends and remembers each partition's end offset.
+
+    The end offsets let a scrape compute lag without awaiting the log: every append and every
+    ``end_offset`` call passes through here, and ``refresh`` seeds them at start. In embedded
+    mode this node is the only writer, so they are exact.
+    """
+
+    def __init__(self, log: Log) -> None:
+        self._log = log
+        self.appends = 0  # append calls
+        self.records = 0  # records appended
+        self.sweeps = 0  # Sweep commands appended
+        self.ends: dict[int, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+    @property
+    def inner(self) -> Log:
+        return self._log
+
+    @property
+    def partitions(self) -> int:
+        return self._log.partitions
+
+    @property
+    def log_id(self) -> str:
+        return self._log.log_id
+
+    async def refresh(self) -> None:
+        for p in range(self._log.partitions):
+            await self.end_offset(p)
+
+    async def append(self, partition: int, records: Sequence[bytes]) -> list[int]:
+        offsets = await self._log.append(partition, records)
+        self.appends += 1
+        self.records += len(records)
+        self.sweeps += sum(1 for r in records if SWEEP_TAG in r[:32])
+        if offsets:
+            self._note_end(partition, offsets[-1] + 1)
+        return offsets
+
+    async def end_offset(self, partition: int) -> int:
+        end = await self._log.end_offset(partition)
+        self._note_end(partition, end)
+        return end
+
+    def _note_end(self, partition: int, end: int) -> None:
+        if end > self.ends.get(partition, 0):
+            self.ends[partition] = end
+
+    async def read(self, partition: int, offset: int, max_records: int = 1000) -> Any:
+        return await self._log.read(partition, offset, max_records)
+
+    async def wait(self, partition: int, offset: int, timeout: float | None = None) -> int:
+        end = await self._log.wait(partition, offset, timeout)
+        self._note_end(partition, end)
+        return end
+
+
+class AppliedOffsets(Protocol):
+    """The runner's public reading API (``projections.runner.Runner`` has it)."""
+
+    @property
+    def partitions(self) -> list[int]:
+        ...
+
+    def applied_offset(self, partition: int) -> int:
+        ...
+
+
+class LocalStatus:
+    """``NodeStatus`` of an embedded node: every partition is owned here.
+
+    ``runner`` and ``store`` are plain attributes so a live store swap (``ops/serve.py``)
+    can point them at the new pair; ``applied_total`` keeps counting across the swap because
+    offsets are positions in the one log.
+    """
+
+    def __init__(self, log: CountingLog, runner: AppliedOffsets, store: View, *,
+                 owner: str = "local") -> None:
+        self.log = log
+        self.runner = runner
+        self.store = store
+        self.owner = owner
+        self._base = {p: runner.applied_offset(p) for p in runner.partitions}
+
+    def partition_status(self) -> list[PartitionStatus]:
+        out = []
+        for p in self.runner.partitions:
+            applied = self.runner.applied_offset(p)
+            out.append(PartitionStatus(
+                partition=p, owner=self.owner, applied_offset=applied,
+                end_offset=max(self.log.ends.get(p, 0), applied + 1),
+                quarantined=len(queries.quarantined(self.store, p)),
+                outbox=len(queries.outbox(self.store, p, limit=OUTBOX_COUNT_CAP))))
+        return out
+
+    def applied_total(self) -> dict[int, int]:
+        return {p: self.runner.applied_offset(p) - self._base.get(p, -1)
+                for p in self.runner.partitions}
+
+
+class _StateCollector(Collector):
+    """Reads log counters and partition state when Prometheus scrapes."""
+
+    def __init__(self, log: CountingLog | None, status: NodeStatus | None) -> None:
+        self.log = log
+        self.status = status
+
+    def collect(self) -> Iterable[Metric]:
+        if self.log is not None:
+            yield _counter("marconi_log_appends", "Append calls to the log", self.log.appends)
+            yield _counter("marconi_log_appended_records", "Records appended to the log",
+                           self.log.records)
+            yield _counter("marconi_sweeps", "Sweep commands appended by this node",
+                           self.log.sweeps)
+        if self.status is None:
+            return
+        rows = self.status.partition_status()
+        applied = self.status.applied_total()
+        families = {
+            "applied": GaugeMetricFamily("marconi_projection_applied_offset",
+                                         "Last log offset the projection applied",
+                                         labels=["partition"]),
+            "end": GaugeMetricFamily("marconi_log_end_offset", "Offset after the last record",
+                                     labels=["partition"]),
+            "lag": GaugeMetricFamily("marconi_projection_lag",
+                                     "Records in the log not yet applied (end - applied - 1)",
+                                     labels=["partition"]),
+            "quarantined": GaugeMetricFamily("marconi_quarantined_records",
+                                             "Records that failed to decode or apply",
+                                             labels=["partition"]),
+            "outbox": GaugeMetricFamily("marconi_outbox_entries",
+                                        "Dead-letter moves waiting to be sent",
+                                        labels=["partition"]),
+        }
+        total = CounterMetricFamily("marconi_projection_records_applied",
+                                    "Records applied since the process started",
+                                    labels=["partition"])
+        for row in rows:
+            label = [str(row.partition)]
+            families["applied"].add_metric(label, row.applied_offset)
+            families["end"].add_metric(label, row.end_offset)
+            families["lag"].add_metric(label, row.lag)
+            families["quarantined"].add_metric(label, row.quarantined)
+            families["outbox"].add_metric(label, row.outbox)
+            total.add_metric(label, applied.get(row.partition, 0))
+        yield from families.values()
+        yield total
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+class Metrics:
+    """One app's metrics: request counters and latency, plus the node-state collector."""
+
+    def __init__(self, *, log: CountingLog | None = None,
+                 status: NodeStatus | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "marconi_http_requests", "HTTP requests by method, route template and status",
+            ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "marconi_http_request_duration_seconds", "HTTP request latency by route template",
+            ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.state = _StateCollector(log, status)
+        self.registry.register(self.state)
+
+    def attach(self, *, log: CountingLog | None = None,
+               status: NodeStatus | None = None) -> None:
+        """Point the node-state collector at the wiring's log and status (after start)."""
+        if log is not None:
+            self.state.log = log
+        if status is not None:
+            self.state.status = status
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    async def endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /metrics`` in Prometheus' text format (served through ``Mount``)."""
+        if scope["path"] != "/metrics":
+            body, status, ctype = b'{"title": "404 Not Found"}', 404, b"application/json"
+        else:
+            body, status, ctype = self.render(), 200, CONTENT_TYPE_LATEST.encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", ctype),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+UNMATCHED = "unmatched"
+
+
+class RequestMetrics:
+    """Times every HTTP request and counts it by route template and status; writes the
+    access log line when ``access_log`` is on (off by default: a line per request costs
+    throughput and fills undrained pipes). Outermost in the stack, so it sees the final
+    status (500s included).
+
+    The route template comes from ``scope["state"]["route"]`` (set by ``Routing``): labels
+    stay bounded whatever paths clients send.
+    """
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Any], *, metrics: Metrics,
+                 access_log: bool = False, **options: Any) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        st = scope.setdefault("state", {})
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = st.get("route", UNMATCHED)
+            self.metrics.observe(scope["method"], route, status, elapsed)
+            if self.access_log:
+                access_logger.info(
+                    "%s %s %d %.1fms", scope["method"], scope["path"], status,
+                    elapsed * 1000,
+                    extra={"request_id": st.get("request_id"), "method": scope["method"],
+                           "path": scope["path"], "route": route, "status": status,
+                           "duration_ms": round(elapsed * 1000, 3)})
+
+
+def parse_samples(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of each sample in a text exposition (for tests and tools)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            yield sample.name, dict(sample.labels), float(sample.value)
