@@ -80,6 +80,13 @@ def _bench_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_cluster(args: argparse.Namespace) -> int:
+    from ops.bench.cluster import main
+
+    main(seconds=args.seconds, workers=args.workers, partitions=args.partitions)
+    return 0
+
+
 def _bench_core(args: argparse.Namespace) -> int:
     from ops.bench.core import main
 
@@ -174,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     brep = bench_sub.add_parser("replay", help="audit a long queue history: time, memory")
     brep.add_argument("--commands", type=int, default=100_000)
     brep.set_defaults(func=_bench_replay)
+    bclu = bench_sub.add_parser("cluster", help="failover time, 1-3 node throughput, forwarding")
+    bclu.add_argument("--seconds", type=float, default=6.0)
+    bclu.add_argument("--workers", type=int, default=24)
+    bclu.add_argument("--partitions", type=int, default=8)
+    bclu.set_defaults(func=_bench_cluster)
     bcore = bench_sub.add_parser("core", help="apply and rebuild throughput")
     bcore.add_argument("--commands", type=int, default=50_000)
     bcore.add_argument("--partitions", type=int, default=4)

@@ -4,6 +4,13 @@ One WriteBatch per batch, holding the state changes and the applied offset toget
 (DESIGN.md §2.4). Callers ``await applied(partition, offset)`` for the read barrier and the
 write path. As the owner of its partitions it also appends the ``Sweep`` commands and sends
 the dead-letter outbox (DESIGN.md §7).
+
+The owned set can change at runtime (scaled-out mode): ``assign`` starts tailing partitions
+from their stored applied offset (a partition never seen starts at 0), ``revoke`` stops their
+tails and owner duties but keeps their state on disk, so a partition that comes back only
+catches up. Both are plain calls that never await apply: they are made from rebalance
+callbacks. ``ready(p)`` says whether a partition is owned and has caught up with the end the
+log had when it was assigned; only then does it take requests.
 """
 
 from __future__ import annotations
@@ -49,6 +56,18 @@ def digest(view: View) -> str:
     """A hash over every key and value of the store, in key order."""
     h = hashlib.blake2b(digest_size=32)
     for key, value in view.scan(b"", b"\xff" * 16):
+        h.update(len(key).to_bytes(4, "big"))
+        h.update(key)
+        h.update(len(value).to_bytes(4, "big"))
+        h.update(value)
+    return h.hexdigest()
+
+
+def digest_partition(view: View, partition: int) -> str:
+    """A hash over one partition's keys and values (its state is one contiguous key range),
+    so a node can prove the partitions it serves equal a rebuild from the log."""
+    h = hashlib.blake2b(digest_size=32)
+    for key, value in view.scan(K.U16.pack(partition), K.U16.pack(partition + 1)):
         h.update(len(key).to_bytes(4, "big"))
         h.update(key)
         h.update(len(value).to_bytes(4, "big"))
@@ -137,6 +156,10 @@ class Runner:
         self._waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
         self._outbox_wake: dict[int, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._part_tasks: dict[int, list[asyncio.Task[None]]] = {}
+        self._ready: set[int] = set()
+        self._ready_events: dict[int, asyncio.Event] = {}
+        self._started = False
         self._failed: BaseException | None = None
 
     @property
@@ -145,6 +168,14 @@ class Runner:
 
     def applied_offset(self, partition: int) -> int:
         return self._applied[partition]
+
+    def ready(self, partition: int) -> bool:
+        """Owned, tailing, and caught up with the log end seen when it was assigned."""
+        return partition in self._ready and self._failed is None
+
+    @property
+    def ready_partitions(self) -> list[int]:
+        return sorted(self._ready)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -157,32 +188,114 @@ class Runner:
         check_identity(self._store, self._log)
         for p in self._owned:
             self._applied[p] = await check_position(self._store, self._log, p)
-            self._waiters[p] = []
-            self._outbox_wake[p] = asyncio.Event()
-            self._outbox_wake[p].set()
-        loop = asyncio.get_running_loop()
+        self._started = True
         for p in self._owned:
-            self._tasks.append(loop.create_task(self._tail(p), name=f"tail-{p}"))
-            self._tasks.append(loop.create_task(self._send_outbox(p), name=f"outbox-{p}"))
+            self._launch(p, checked=True)
         if self._sweep_interval > 0:
+            loop = asyncio.get_running_loop()
             self._tasks.append(loop.create_task(self._sweeper(), name="sweeper"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        self._started = False
+        tasks = self._tasks + [t for ts in self._part_tasks.values() for t in ts]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._part_tasks = {}
+        self._ready.clear()
         for waiters in self._waiters.values():
             for _, fut in waiters:
                 if not fut.done():
                     fut.cancel()
 
+    # -- ownership changes -------------------------------------------------------------------
+
+    def assign(self, partitions: Iterable[int]) -> list[int]:
+        """Start owning ``partitions`` (those not owned yet); returns the ones started.
+
+        Never awaits: the tail task checks the stored position against the log, catches up
+        from it and only then marks the partition ready.
+        """
+        if not self._started:
+            raise RuntimeError("runner is not started")
+        added = sorted(set(partitions) - set(self._owned))
+        for p in added:
+            if not 0 <= p < self._log.partitions:
+                raise ValueError(f"partition {p} does not exist")
+        for p in added:
+            self._owned.append(p)
+            self._applied.setdefault(p, -1)
+            self._launch(p, checked=False)
+        self._owned.sort()
+        return added
+
+    def revoke(self, partitions: Iterable[int]) -> list[int]:
+        """Stop owning ``partitions``: cancel their tails and duties, keep their state on disk.
+
+        Requests waiting on them fail (the gateway answers 503). Returns the ones revoked.
+        """
+        removed = sorted(set(partitions) & set(self._owned))
+        for p in removed:
+            self._owned.remove(p)
+            self._ready.discard(p)
+            for task in self._part_tasks.get(p, []):
+                task.cancel()
+            for _, fut in self._waiters.get(p, []):
+                if not fut.done():
+                    fut.set_exception(RuntimeError(f"partition {p} was revoked"))
+            self._waiters[p] = []
+        return removed
+
+    def _launch(self, p: int, *, checked: bool) -> None:
+        """Start the tail and outbox tasks of ``p`` (after any previous ones have ended)."""
+        previous = self._part_tasks.get(p, [])
+        self._waiters[p] = []
+        self._outbox_wake[p] = asyncio.Event()
+        self._outbox_wake[p].set()
+        ready = self._ready_events[p] = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self._part_tasks[p] = [
+            loop.create_task(self._run_partition(p, checked, previous), name=f"tail-{p}"),
+            loop.create_task(self._send_outbox_when(p, ready), name=f"outbox-{p}"),
+        ]
+
+    async def _run_partition(self, p: int, checked: bool,
+                             previous: list[asyncio.Task[None]]) -> None:
+        for task in previous:  # a revoked tail of the same partition must be gone first
+            with contextlib.suppress(BaseException):
+                await task
+        if not checked:
+            try:
+                self._applied[p] = await check_position(self._store, self._log, p)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("partition %d: cannot take over", p)
+                raise
+        target = await self._log.end_offset(p) - 1
+        if self._applied[p] >= target:
+            self._mark_ready(p)
+        await self._tail(p, catch_up=target)
+
+    def _mark_ready(self, p: int) -> None:
+        if p in self._owned:
+            self._ready.add(p)
+            self._ready_events[p].set()
+            logger.info("partition %d: caught up at offset %d", p, self._applied[p])
+
+    async def _send_outbox_when(self, p: int, ready: asyncio.Event) -> None:
+        await ready.wait()  # an owner sends its outbox only once caught up (§7)
+        await self._send_outbox(p)
+
     # -- barrier -------------------------------------------------------------------------
 
     async def applied(self, partition: int, offset: int, timeout: float | None = None) -> None:
         """Wait until ``partition`` has applied ``offset``."""
+        if partition not in self._waiters or partition not in self._owned:
+            raise RuntimeError(f"partition {partition} is not owned here")
         if self._applied[partition] >= offset:
             return
         if self._failed is not None:
@@ -213,7 +326,7 @@ class Runner:
 
     # -- tailing -------------------------------------------------------------------------
 
-    async def _tail(self, partition: int) -> None:
+    async def _tail(self, partition: int, catch_up: int = -1) -> None:
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -236,6 +349,8 @@ class Runner:
                     outbox_touched = any(k[2] == K.OUTBOX for k in changes)
                     self._store.commit(changes)
                     self._advance(partition, records[i - 1].offset)
+                    if partition not in self._ready and records[i - 1].offset >= catch_up:
+                        self._mark_ready(partition)
                     if outbox_touched:
                         self._outbox_wake[partition].set()
                     await asyncio.sleep(0)
@@ -257,7 +372,7 @@ class Runner:
     async def _sweeper(self) -> None:
         while True:
             await asyncio.sleep(self._sweep_interval)
-            for p in self._owned:
+            for p in [p for p in self._owned if p in self._ready]:
                 try:
                     await self.sweep(p)
                 except Exception:  # an append can fail transiently; try next round

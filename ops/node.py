@@ -1,0 +1,213 @@
+"""``marconi node --kafka BOOTSTRAP``: one peer of a scaled-out cluster (DESIGN.md §4).
+
+Each node serves the whole Zaqar v2 API and is a projection worker in one consumer group over
+the command topic: KafkaLog for appends and tails, a local RocksDB store under ``--data``, a
+Runner whose owned partitions follow the group assignment, and a ClusterGateway that serves
+what this node has caught up and forwards the rest once to its owner.
+
+Group timing is not a Marconi setting (``ops/settings.py`` stays the node-independent
+settings); these environment variables tune it and are removed before settings are read:
+
+* ``MARCONI_SESSION_TIMEOUT_MS`` (10000): how long a silent node keeps its partitions;
+  failover after ``kill -9`` takes about this plus one rebalance (2-5 s on tansu).
+* ``MARCONI_REBALANCE_TIMEOUT_MS`` (max(session, 10000)).
+* ``MARCONI_FORWARD_CONNECT_TIMEOUT`` (1.0 s): an owner that does not accept a connection
+  in this time is treated as gone (503 with Retry-After).
+* ``MARCONI_CLUSTER_SECRET`` (unset): when set (the same on every node), node-to-node calls
+  under ``/_marconi/`` carry it and a node refuses those without it.
+
+Shutdown (SIGTERM/SIGINT): leave the group first (the others take over in one rebalance, not
+after a session timeout), let in-flight requests finish, then stop the runner, the log and
+the store. Local stores of every partition stay on disk, so a restart only catches up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hypercorn.asyncio import serve as hypercorn_serve
+
+from log import LogError, LogMismatchError
+from log.kafkalog import KafkaLog
+from log.membership import Membership
+from ops.serve import hypercorn_config
+from ops.settings import Settings, SettingsError, load_settings
+from projections.rocksstore import RocksStore, StoreLockedError
+from projections.runner import Runner, StoreMismatchError
+from service.app import create_app
+from service.cluster import ClusterGateway, cluster_app, internal_app
+from service.metrics import CountingLog, LocalStatus, Metrics
+
+logger = logging.getLogger("marconi.node")
+
+CLUSTER_ENV = ("MARCONI_SESSION_TIMEOUT_MS", "MARCONI_REBALANCE_TIMEOUT_MS",
+               "MARCONI_FORWARD_CONNECT_TIMEOUT", "MARCONI_CLUSTER_SECRET")
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where the cluster lives and how this node takes part in it."""
+
+    kafka: str
+    topic: str = "marconi-commands"
+    partitions: int | None = None  # for creating the topic; None: the topic's own count
+    group: str = "marconi"
+    advertise: str | None = None
+    session_timeout_ms: int = 10_000
+    rebalance_timeout_ms: int | None = None
+    connect_timeout: float = 1.0
+    secret: str | None = None
+
+
+def split_env(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(settings environment, cluster knobs): the knobs are not settings."""
+    settings_env = {k: v for k, v in env.items() if k not in CLUSTER_ENV}
+    knobs = {k: v for k, v in env.items() if k in CLUSTER_ENV}
+    return settings_env, knobs
+
+
+def prepare_data(path: str) -> Path:
+    """The node's data directory, created if missing (its store lives in ``store/``)."""
+    data = Path(path).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    return data
+
+
+async def open_log(options: ClusterOptions, default_partitions: int, client_id: str) -> KafkaLog:
+    """The command topic: its existing partition count, or created with the one asked for."""
+    if options.partitions is not None:
+        log = KafkaLog(options.kafka, options.topic, options.partitions, client_id=client_id)
+        await log.start()
+        return log
+    try:
+        log = KafkaLog(options.kafka, options.topic, None, client_id=client_id)
+        await log.start()
+    except LogMismatchError:  # the topic does not exist yet
+        log = KafkaLog(options.kafka, options.topic, default_partitions, client_id=client_id)
+        await log.start()
+    return log
+
+
+async def run_node(settings: Settings, options: ClusterOptions,
+                   stop: asyncio.Event | None = None) -> int:
+    """Serve as a cluster node until ``stop`` is set (or SIGTERM/SIGINT)."""
+    stop = stop or asyncio.Event()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per forward is noise
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    address = options.advertise or f"http://{settings.host}:{settings.port}"
+    data = prepare_data(settings.data)
+    kafka = await open_log(options, settings.partitions, f"marconi-{settings.port}")
+    try:
+        store = RocksStore(str(data / "store"))
+    except StoreLockedError:
+        await kafka.stop()
+        raise
+    # Counts appends and remembers the end offsets every barrier and tail sees, for /metrics
+    # and the health detail (other nodes append too, so a lag shown is a lower bound).
+    log = CountingLog(kafka)
+    runner = Runner(log, store, [])
+    membership: Membership | None = None
+    gateway: ClusterGateway | None = None
+    try:
+        await runner.start()
+
+        def on_change(owners: Mapping[int, str], owned: frozenset[int]) -> None:
+            revoked = runner.revoke(set(runner.partitions) - owned)
+            added = runner.assign(owned - set(runner.partitions))
+            if revoked or added:
+                logger.info("partitions revoked %s, assigned %s", revoked, added)
+
+        membership = Membership(
+            options.kafka, kafka.topic, options.group, address, on_change=on_change,
+            session_timeout_ms=options.session_timeout_ms,
+            rebalance_timeout_ms=options.rebalance_timeout_ms,
+            client_id=f"marconi-member-{settings.port}")
+        member = membership
+
+        def status() -> dict[str, Any]:
+            return {
+                "address": address,
+                "partitions": log.partitions,
+                "owned": runner.partitions,
+                "ready": runner.ready_partitions,
+                "owners": {str(p): a for p, a in sorted(member.state.owners.items())},
+                "generation": member.state.generation,
+                "rebalancing": member.state.rebalancing,
+                "applied": {str(p): runner.applied_offset(p) for p in runner.partitions},
+            }
+
+        gateway = ClusterGateway(log, runner, store, owners=lambda: member.state.owners,
+                                 address=address, timeout=settings.request_timeout,
+                                 connect_timeout=options.connect_timeout,
+                                 secret=options.secret)
+        node_status = LocalStatus(log, runner, store, owner=address)
+        zaqar = create_app(settings, gateway, status=node_status,
+                           metrics=Metrics(log=log, status=node_status))
+        app = cluster_app(zaqar, internal_app(gateway, runner, store, status,
+                                              secret=options.secret))
+        await membership.start()
+        url = f"http://{settings.host}:{settings.port}"
+        logger.info("node %s serving on %s (topic %s, %d partitions, group %s, data %s)",
+                    address, url, kafka.topic, log.partitions, options.group, data)
+        print(f"marconi: node listening on {url} as {address}", flush=True)
+
+        async def shutdown_trigger() -> None:
+            await stop.wait()
+            logger.info("leaving the group")
+            await member.stop()  # others take over while in-flight requests finish here
+
+        await hypercorn_serve(app, hypercorn_config(settings),  # type: ignore[arg-type]
+                              shutdown_trigger=shutdown_trigger)
+        logger.info("shutting down: in-flight requests done")
+    finally:
+        if membership is not None:
+            await membership.stop()
+        await runner.stop()
+        if gateway is not None:
+            await gateway.aclose()
+        await kafka.stop()
+        store.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    logger.info("stopped cleanly")
+    return 0
+
+
+def options_from(args: argparse.Namespace, knobs: Mapping[str, str]) -> ClusterOptions:
+    rebalance = knobs.get("MARCONI_REBALANCE_TIMEOUT_MS")
+    return ClusterOptions(
+        kafka=args.kafka, topic=args.topic, partitions=args.partitions, group=args.group,
+        advertise=args.advertise,
+        session_timeout_ms=int(knobs.get("MARCONI_SESSION_TIMEOUT_MS", "10000")),
+        rebalance_timeout_ms=int(rebalance) if rebalance else None,
+        connect_timeout=float(knobs.get("MARCONI_FORWARD_CONNECT_TIMEOUT", "1.0")),
+        secret=knobs.get("MARCONI_CLUSTER_SECRET") or None,
+    )
+
+
+def node(args: argparse.Namespace) -> int:
+    """Entry point of ``marconi node`` (flags override the file and the environment)."""
+    settings_env, knobs = split_env(os.environ)
+    try:
+        settings = load_settings(args.config, env=settings_env, data=args.data,
+                                 host=args.host, port=args.port)
+        options = options_from(args, knobs)
+    except (SettingsError, ValueError) as exc:
+        print(f"marconi: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(run_node(settings, options))
+    except (LogError, StoreLockedError, StoreMismatchError, OSError) as exc:
+        print(f"marconi: cannot run node: {exc}", file=sys.stderr)
+        return 1
