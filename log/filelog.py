@@ -382,7 +382,7 @@ class FileLog:
             # One future per commit round, shared by every append that round covers.
             round_done = self._next_round = asyncio.get_running_loop().create_future()
             self._wake.set()
-        await round_done
+        await asyncio.shield(round_done)  # a cancelled caller must not cancel the round
         return offsets
 
     async def _commit_loop(self) -> None:

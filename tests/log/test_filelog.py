@@ -196,3 +196,14 @@ def test_kill_minus_9_loses_no_acknowledged_record(tmp_path: Path) -> None:
                         assert by_offset.get(o) == value, f"lost or changed {(p, o)}"
 
     asyncio.run(verify())
+
+
+async def test_a_cancelled_append_does_not_fail_the_others_in_its_round(tmp_path: Path) -> None:
+    async with FileLog(tmp_path, 2) as log:
+        tasks = [asyncio.create_task(log.append(i % 2, [f"r{i}".encode()])) for i in range(20)]
+        await asyncio.sleep(0)  # every append is now waiting on the same commit round
+        tasks[3].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(results[3], asyncio.CancelledError)
+        assert all(isinstance(r, list) for i, r in enumerate(results) if i != 3)
+        assert await log.end_offset(0) + await log.end_offset(1) == 20  # it was written anyway
