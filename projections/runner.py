@@ -329,11 +329,21 @@ class Runner:
     async def _tail(self, partition: int, catch_up: int = -1) -> None:
         loop = asyncio.get_running_loop()
         try:
+            backoff = 0.0
             while True:
                 nxt = self._applied[partition] + 1
-                records = await self._log.read(partition, nxt, self._batch)
+                try:
+                    records = await self._log.read(partition, nxt, self._batch)
+                    if not records:
+                        await self._log.wait(partition, nxt, timeout=1.0)
+                    backoff = 0.0
+                except Exception as exc:  # the log is unreachable for now (broker restart...)
+                    backoff = min(max(backoff * 2, 0.05), 2.0)
+                    logger.warning("partition %d: log read failed (%r); retrying in %.2f s",
+                                   partition, exc, backoff)
+                    await asyncio.sleep(backoff)
+                    continue
                 if not records:
-                    await self._log.wait(partition, nxt, timeout=1.0)
                     continue
                 i = 0
                 while i < len(records):

@@ -220,3 +220,31 @@ async def test_live_and_rebuilt_digest_equal_after_random_workload(make_log: Mak
     assert digest(live) == digest(rebuilt)
     live.close()
     rebuilt.close()
+
+
+class FlakyLog:
+    """A real FileLog whose first reads fail, as a log does while its broker restarts."""
+
+    def __init__(self, log: FileLog, failures: int) -> None:
+        self._log = log
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._log, name)
+
+    async def read(self, partition: int, offset: int, max_records: int = 1000) -> list:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("broker unreachable")
+        return await self._log.read(partition, offset, max_records)
+
+
+async def test_a_log_outage_delays_the_runner_but_does_not_kill_it(tmp_path: Path) -> None:
+    async with FileLog(tmp_path / "log", 1) as log:
+        flaky = FlakyLog(log, failures=5)
+        store = RocksStore(tmp_path / "store")
+        async with Runner(flaky, store, [0], sweep_interval=0) as runner:  # type: ignore[arg-type]
+            out = await execute(log, runner, store, CreateQueue(id="c", project="p", queue="q"))
+            assert out == {"created": True}
+            assert flaky.failures == 0
+        store.close()
