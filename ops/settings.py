@@ -82,6 +82,20 @@ class Settings:
     message_delete_with_claim_id: bool = False
     enable_checksum: bool = False
 
+    # -- notifications (DESIGN §9; README "Notifications") ------------------------------
+    notifications: bool = True  # posts record deliveries to their queue's subscribers
+    require_confirmation: bool = False  # [notification] require_confirmation
+    notification_private_targets: bool = False  # allow loopback/private/link-local URLs
+    notification_timeout: float = 10.0  # seconds per webhook request or SMTP session
+    notification_concurrency: int = 64  # attempts in flight over all partitions
+    notification_per_subscription: int = 4  # attempts in flight per subscription
+    notification_public_url: str | None = None  # base of confirm links (else relative)
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
             raise SettingsError(f"auth must be one of {AUTH_MODES}, not {self.auth!r}")

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from projections import delivery
 from projections import keys as K
 from projections.commands import (
     Command,
@@ -28,6 +29,7 @@ from projections.commands import (
     DeleteMessages,
     DeleteQueue,
     DeleteSubscription,
+    DeliveryReport,
     ImportDeadLetters,
     OutboxDone,
     PopMessages,
@@ -293,11 +295,16 @@ def _post(tx: Overlay, cmd: PostMessages, ctx: Context, meta: dict[str, Any]) ->
         delays.append(delay)
     default_ttl = qmeta.get("_default_message_ttl") or cmd.default_ttl
     q = _ensure_queue(tx, ctx, cmd.project, cmd.queue)
+    posted = []
     for m, delay in zip(cmd.messages, delays, strict=True):
         ttl = m.ttl if m.ttl is not None else default_ttl
         _append_message(tx, ctx, meta, cmd.project, cmd.queue, q, message_id=m.id, body=m.body,
                         ttl=ttl, client_id=cmd.client_id, delay=delay)
+        posted.append((m.id, m.body, ttl))
     _put_queue(tx, ctx, cmd.project, cmd.queue, q)
+    if cmd.deliver:
+        delivery.on_post(tx, ctx.partition, ctx.now, cmd.project, cmd.queue, posted,
+                         require_confirmation=cmd.require_confirmation)
     return {"ids": [m.id for m in cmd.messages]}
 
 
@@ -671,6 +678,9 @@ def _create_subscription(tx: Overlay, cmd: CreateSubscription, ctx: Context,
             if existing["confirmed"]:
                 raise Rejected("conflict", "Such subscription already exists.Subscriptions are "
                                            "unique by project + queue + subscriber URI.")
+            if cmd.require_confirmation:  # re-sent while unconfirmed, like upstream
+                delivery.request_confirmation(tx, ctx.partition, ctx.now, cmd.project,
+                                              cmd.queue, existing)
             return {"subscription_id": existing["id"], "created": False}
         stale = tx.get(_sub_key(ctx, cmd.project, cmd.queue, existing_id.decode()))
         if stale is not None:
@@ -680,6 +690,8 @@ def _create_subscription(tx: Overlay, cmd: CreateSubscription, ctx: Context,
            "options": cmd.options, "c": ctx.now, "e": ctx.now + cmd.ttl * 1000,
            "confirmed": False}
     _put_subscription(tx, ctx, cmd.project, cmd.queue, sub)
+    if cmd.require_confirmation:
+        delivery.request_confirmation(tx, ctx.partition, ctx.now, cmd.project, cmd.queue, sub)
     return {"subscription_id": sub["id"], "created": True}
 
 
@@ -728,6 +740,9 @@ def _confirm_subscription(tx: Overlay, cmd: ConfirmSubscription, ctx: Context,
         raise _sub_not_found(cmd.subscription_id)
     sub["confirmed"] = cmd.confirmed
     tx.put(_sub_key(ctx, cmd.project, cmd.queue, sub["id"]), dumps(sub))
+    if cmd.require_confirmation and not cmd.confirmed:
+        delivery.request_confirmation(tx, ctx.partition, ctx.now, cmd.project, cmd.queue, sub,
+                                      unsubscribe=True)
     return {}
 
 
@@ -830,6 +845,11 @@ def _outbox_done(tx: Overlay, cmd: OutboxDone, ctx: Context, meta: dict) -> Outc
     return {}
 
 
+def _delivery_report(tx: Overlay, cmd: DeliveryReport, ctx: Context, meta: dict) -> Outcome:
+    return delivery.apply_report(tx, ctx.partition, ctx.now, cmd.project, cmd.queue,
+                                 cmd.results, cmd.floor_ms)
+
+
 HANDLERS: dict[type[Command], Callable[[Overlay, Any, Context, dict], Outcome]] = {
     CreateQueue: _create_queue,
     UpdateQueue: _update_queue,
@@ -849,4 +869,5 @@ HANDLERS: dict[type[Command], Callable[[Overlay, Any, Context, dict], Outcome]] 
     Sweep: _sweep,
     ImportDeadLetters: _import_dead_letters,
     OutboxDone: _outbox_done,
+    DeliveryReport: _delivery_report,
 }

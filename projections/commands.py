@@ -76,6 +76,11 @@ class PostMessages(Command):
     default_ttl: int = 3600
     max_post_size: int = 262144
     max_delay: int = 900
+    # Stamped settings of notification delivery (absent in logs written before it existed,
+    # so those fold exactly as they did): record a pending delivery per live subscription,
+    # and skip unconfirmed subscriptions when confirmation is required.
+    deliver: bool = False
+    require_confirmation: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,6 +132,7 @@ class CreateSubscription(Command):
     subscriber: str
     ttl: int = 3600
     options: dict[str, Any] = field(default_factory=dict)
+    require_confirmation: bool = False  # stamped: queue a SubscriptionConfirmation to send
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,6 +155,7 @@ class ConfirmSubscription(Command):
     TAG: ClassVar[str] = "subscription.confirm"
     subscription_id: str
     confirmed: bool = True
+    require_confirmation: bool = False  # stamped: ``false`` queues an UnsubscribeConfirmation
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,13 +189,29 @@ class OutboxDone(Command):
     origin_offset: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryReport(Command):
+    """What the owner's attempts to notify subscribers of one queue answered.
+
+    ``results``: ``{"s": subscription id, "i": item (message id, or ``~confirm`` /
+    ``~unsubscribe``), "r": "delivered" | "failed" | "refused" | "cancelled", "status": HTTP or
+    SMTP code or None, "error": text}``. Apply turns a failure into the next attempt time from
+    the retry policy at this command's log time, or gives the delivery up. ``floor_ms``: no
+    unreported delivery of the partition is due before it (where the next owner scans from).
+    """
+
+    TAG: ClassVar[str] = "delivery.report"
+    results: list[dict[str, Any]] = field(default_factory=list)
+    floor_ms: int = 0
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
     cls.TAG: cls
     for cls in (
         CreateQueue, UpdateQueue, DeleteQueue, PurgeQueue, PostMessages, DeleteMessage,
         DeleteMessages, PopMessages, CreateClaim, UpdateClaim, ReleaseClaim,
         CreateSubscription, UpdateSubscription, DeleteSubscription, ConfirmSubscription,
-        Sweep, ImportDeadLetters, OutboxDone,
+        Sweep, ImportDeadLetters, OutboxDone, DeliveryReport,
     )
 }
 

@@ -8,7 +8,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from service import claims, history, messages, queues, subscriptions, system
+from service import claims, history, messages, queues, subscriptions, system, topics
 from service.errors import EXCEPTION_HANDLERS
 from service.metrics import Metrics, NodeStatus, RequestMetrics
 from service.middleware import (
@@ -34,8 +34,8 @@ Q = "/v2/queues/{queue_name}"
 
 
 def build_routes(admin_mode: bool, *, with_history: bool = False) -> list[BaseRoute]:
-    """Every routed path. Topics, pools and flavors are not routed: they answer 404
-    (topics are optional, pooling is off — zaqar-api.md §8.13, §9). The history route is
+    """Every routed path. Pools and flavors are not routed: they answer 404 (pooling is off —
+    zaqar-api.md §9); topics are queues of another kind (service/topics.py). The history route is
     Marconi's own (admin role, any ``admin_mode``) and exists when a reader is wired."""
     routes: list[BaseRoute] = [
         route("/", GET=system.versions),
@@ -62,11 +62,41 @@ def build_routes(admin_mode: bool, *, with_history: bool = False) -> list[BaseRo
         route(f"{Q}/subscriptions/{{subscription_id}}/confirm",
               PUT=subscriptions.confirm_subscription),
     ]
+    routes += topic_routes()
     if with_history:
         routes.append(route(f"{Q}/history", GET=history.queue_history))
     if admin_mode:
         routes.append(route("/v2/health", GET=system.health))
     return routes
+
+
+def topic_routes() -> list[BaseRoute]:
+    """``/v2/topics``: the queue handlers on a topic's internal queue (service/topics.py)."""
+    T, on = topics.T, topics.on_topic
+
+    async def list_topics(request):  # type: ignore[no-untyped-def]
+        return await queues.list_names(request, topics=True)
+
+    return [
+        route("/v2/topics", GET=list_topics),
+        route(T, GET=topics.with_topic_metadata(queues.get_queue), PUT=on(queues.create_queue),
+              PATCH=topics.with_topic_metadata(queues.update_queue),
+              DELETE=on(queues.delete_queue)),
+        route(f"{T}/stats", GET=on(queues.queue_stats)),
+        route(f"{T}/purge", POST=on(queues.purge_queue)),
+        route(f"{T}/messages", GET=on(messages.get_messages), POST=on(messages.post_messages),
+              DELETE=on(messages.delete_messages)),
+        route(f"{T}/messages/{{message_id}}", GET=on(messages.get_message),
+              DELETE=on(messages.delete_message)),
+        route(f"{T}/subscriptions", GET=on(subscriptions.list_subscriptions),
+              POST=on(subscriptions.create_subscription)),
+        route(f"{T}/subscriptions/{{subscription_id}}",
+              GET=on(subscriptions.get_subscription),
+              PATCH=on(subscriptions.update_subscription),
+              DELETE=on(subscriptions.delete_subscription)),
+        route(f"{T}/subscriptions/{{subscription_id}}/confirm",
+              PUT=on(subscriptions.confirm_subscription)),
+    ]
 
 
 def create_app(settings: Settings, gateway: Gateway, *,

@@ -65,10 +65,11 @@ async def post_messages(request: Request) -> Response:
     outcome = check_outcome(await gateway(request).execute(command(
         request, PostMessages, messages=messages, size=len(raw) if size is None else size,
         default_ttl=s.default_message_ttl, max_post_size=s.max_messages_post_size,
-        max_delay=s.max_message_delay)))
+        max_delay=s.max_message_delay, deliver=s.notifications,
+        require_confirmation=s.require_confirmation)))
     queue = queue_name(request)
     ids = list(outcome["ids"])
-    location = f"/v2/queues/{queue}/messages?ids={','.join(ids)}"
+    location = f"{render.queue_href(queue)}/messages?ids={','.join(ids)}"
     return JSONResponse({"resources": [render.message_href(queue, i) for i in ids]},
                         status_code=201, headers={"Location": location})
 
@@ -107,7 +108,7 @@ async def _list(request: Request, q: Query) -> Response:
         params += [(name, render.bool_text(flags[name])) for name in LIST_FLAGS
                    if q.has(name) or (name == "include_delayed" and forced)]
         params.append(("marker", str(page[-1].seq)))
-        links = render.next_link(f"/v2/queues/{queue}/messages", params)
+        links = render.next_link(f"{render.queue_href(queue)}/messages", params)
     return JSONResponse({"messages": items, "links": links})
 
 

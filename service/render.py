@@ -10,25 +10,27 @@ from typing import Any
 from urllib.parse import urlencode
 
 from projections.queries import Message
+from service import topics
 
 STATS_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def queue_href(queue: str) -> str:
-    return f"/v2/queues/{queue}"
+    """``/v2/queues/<q>``, or ``/v2/topics/<t>`` for a topic's internal name."""
+    return topics.base_href(queue)
 
 
 def message_href(queue: str, message_id: str, claim_id: str | None = None) -> str:
-    href = f"/v2/queues/{queue}/messages/{message_id}"
+    href = f"{queue_href(queue)}/messages/{message_id}"
     return href if claim_id is None else f"{href}?claim_id={claim_id}"
 
 
 def claim_href(queue: str, claim_id: str) -> str:
-    return f"/v2/queues/{queue}/claims/{claim_id}"
+    return f"{queue_href(queue)}/claims/{claim_id}"
 
 
 def subscriptions_href(queue: str) -> str:
-    return f"/v2/queues/{queue}/subscriptions"
+    return f"{queue_href(queue)}/subscriptions"
 
 
 def checksum(body: Any) -> str:
