@@ -25,6 +25,7 @@ import orjson
 
 from projections import keys as K
 from projections import retry
+from projections.commands import DeliveryReport
 from projections.overlay import Overlay
 from projections.store import View
 
@@ -150,6 +151,12 @@ def _raw_subscription(tx: View, partition: int, project: str, queue: str,
 def _queue_policy(tx: View, partition: int, project: str, queue: str) -> Any:
     raw = tx.get(K.queue(partition, project, queue))
     return None if raw is None else orjson.loads(raw)["meta"].get("_retry_policy")
+
+
+def report(tx: Overlay, cmd: DeliveryReport, ctx: Any, meta: dict[str, Any]) -> dict[str, int]:
+    """The ``DeliveryReport`` handler (registered in ``projections.apply.HANDLERS``)."""
+    return apply_report(tx, ctx.partition, ctx.now, cmd.project, cmd.queue, cmd.results,
+                        cmd.floor_ms)
 
 
 def apply_report(tx: Overlay, partition: int, now: int, project: str, queue: str,

@@ -168,8 +168,15 @@ async def test_a_4xx_answer_is_final_and_a_dead_receiver_does_not_hold_up_others
         await eventually(lambda: sum(h.path == "/ok" for h in receiver.snapshot()) == 5)
         assert time.monotonic() - started < 5  # the slow one takes 7.5 s for its five
         assert len(slow.snapshot()) <= 3
+        def gone_given_up() -> int:
+            found = [delivery.subscription_stats(node.store, p, PROJECT, "q", gone)
+                     for p in range(PARTITIONS)]
+            return sum(f["given_up"] for f in found if f)
+
+        await eventually(lambda: gone_given_up() >= 5)
         stats = (await node.client.get(f"/v2/queues/q/subscriptions/{gone}")).json()
         assert stats["delivery"]["given_up"] == 5  # refused: not retried (upstream)
+        assert stats["delivery"]["delivered"] == 0
     finally:
         slow.stop()
 
