@@ -272,6 +272,8 @@ def _snapshot(msg: dict[str, Any]) -> dict[str, Any]:
 
 def _post(tx: Overlay, cmd: PostMessages, ctx: Context, meta: dict[str, Any]) -> Outcome:
     q = get_queue(tx, ctx.partition, cmd.project, cmd.queue)
+    if q is None and not cmd.create_queue:
+        raise Rejected("not_found", f"Queue {cmd.queue} does not exist for project {cmd.project}")
     qmeta = q["meta"] if q else {}
     cap = qmeta.get("_max_messages_post_size")
     if cap and isinstance(cap, int) and cmd.size > min(cap, cmd.max_post_size):
@@ -580,6 +582,8 @@ def _update_queue(tx: Overlay, cmd: UpdateQueue, ctx: Context, meta: dict) -> Ou
                 del metadata[key]
             elif key not in RESERVED:
                 raise Rejected("conflict", f"Can't remove non-existent object {key}.")
+        elif op["op"] == "clear":  # v1.0's PUT …/metadata replaces the whole document
+            metadata = {}
         else:
             raise Rejected("invalid", f"Invalid operation: `{op['op']}`.")
     problem = validate(metadata, Limits.from_dict(cmd.limits))
