@@ -81,6 +81,7 @@ class PostMessages(Command):
     # and skip unconfirmed subscriptions when confirmation is required.
     deliver: bool = False
     require_confirmation: bool = False
+    create_queue: bool = True  # False (v1.0): a missing queue is refused, not created
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
