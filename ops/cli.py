@@ -94,6 +94,14 @@ def _bench_core(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_notify(args: argparse.Namespace) -> int:
+    from ops.bench.notify import main
+
+    main(subs=args.subs, messages=args.messages, fanout=args.fanout, producers=args.producers,
+         seconds=args.seconds, rounds=args.rounds)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marconi", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -194,6 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     bcore.add_argument("--commands", type=int, default=50_000)
     bcore.add_argument("--partitions", type=int, default=4)
     bcore.set_defaults(func=_bench_core)
+    bnot = bench_sub.add_parser(
+        "notify", help="notification deliveries/s; POST p99 with and without subscriptions")
+    bnot.add_argument("--subs", type=int, default=10, help="subscriptions for deliveries/s")
+    bnot.add_argument("--messages", type=int, default=2000, help="messages for deliveries/s")
+    bnot.add_argument("--fanout", type=int, default=100,
+                      help="subscriptions on the queue of the latency comparison")
+    bnot.add_argument("--producers", type=int, default=4)
+    bnot.add_argument("--seconds", type=float, default=8.0, help="length of each round")
+    bnot.add_argument("--rounds", type=int, default=3)
+    bnot.set_defaults(func=_bench_notify)
     return parser
 
 

@@ -41,6 +41,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from log import LogError, LogMismatchError
 from log.kafkalog import KafkaLog
 from log.membership import Membership
+from ops.notify import NotifierWiring
 from ops.serve import hypercorn_config
 from ops.settings import Settings, SettingsError, load_settings
 from projections.rocksstore import RocksStore, StoreLockedError
@@ -118,7 +119,8 @@ async def run_node(settings: Settings, options: ClusterOptions,
     # Counts appends and remembers the end offsets every barrier and tail sees, for /metrics
     # and the health detail (other nodes append too, so a lag shown is a lower bound).
     log = CountingLog(kafka)
-    runner = Runner(log, store, [])
+    notify = NotifierWiring(settings)  # the owner of a partition sends its deliveries (§9)
+    runner = Runner(log, store, [], **notify.runner_options(settings))  # type: ignore[arg-type]
     membership: Membership | None = None
     gateway: ClusterGateway | None = None
     try:
@@ -154,8 +156,9 @@ async def run_node(settings: Settings, options: ClusterOptions,
                                  connect_timeout=options.connect_timeout,
                                  secret=options.secret)
         node_status = LocalStatus(log, runner, store, owner=address)
-        zaqar = create_app(settings, gateway, status=node_status,
-                           metrics=Metrics(log=log, status=node_status))
+        metrics = Metrics(log=log, status=node_status)
+        runner.on_delivery = metrics.delivery
+        zaqar = create_app(settings, gateway, status=node_status, metrics=metrics)
         app = cluster_app(zaqar, internal_app(gateway, runner, store, status,
                                               settings=settings, secret=options.secret))
         await membership.start()
@@ -176,6 +179,7 @@ async def run_node(settings: Settings, options: ClusterOptions,
         if membership is not None:
             await membership.stop()
         await runner.stop()
+        await notify.aclose()
         if gateway is not None:
             await gateway.aclose()
         await kafka.stop()

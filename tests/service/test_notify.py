@@ -18,6 +18,7 @@ from log.filelog import FileLog
 from ops.notify import NotifierWiring
 from ops.settings import Settings
 from projections import delivery
+from projections.audit import History
 from projections.memstore import MemoryStore
 from projections.runner import Runner
 from service.app import create_app
@@ -142,7 +143,7 @@ async def test_post_data_template_and_messages_before_subscribing_are_not_sent(
 
 
 async def test_failed_attempt_is_retried_from_the_log_and_counted(
-        make_node: Factory, receiver: HttpReceiver) -> None:
+        make_node: Factory, receiver: HttpReceiver, tmp_path: Path) -> None:
     receiver.decide = lambda n, path, body: 503 if n < 2 else 200
     node = await make_node()
     sid = await node.subscribe("q", receiver.url)
@@ -152,6 +153,16 @@ async def test_failed_attempt_is_retried_from_the_log_and_counted(
     stats = (await node.client.get(f"/v2/queues/q/subscriptions/{sid}")).json()["delivery"]
     assert stats["delivered"] == 1 and stats["failed"] == 2
     assert stats["last_status"] == 503 and stats["last_error"] == "HTTP 503"
+    # Every attempt is in the queue's audited history (what ``marconi replay`` prints).
+    async with History(node.log, PROJECT, "q", scratch_dir=str(tmp_path)) as history:
+        rows = [e async for e in history.entries() if "deliver" in e.command]
+    attempts = [a for row in rows for a in row.args["attempts"]]
+    assert [(a["subscription_id"], a["outcome"], a["status"]) for a in attempts] == [
+        (sid, "failed", 503), (sid, "failed", 503), (sid, "delivered", 200)]
+    assert [row.outcome for row in rows] == [
+        {"delivered": 0, "retry": 1, "given_up": 0, "unknown": 0},
+        {"delivered": 0, "retry": 1, "given_up": 0, "unknown": 0},
+        {"delivered": 1, "retry": 0, "given_up": 0, "unknown": 0}]
 
 
 async def test_a_4xx_answer_is_final_and_a_dead_receiver_does_not_hold_up_others(
