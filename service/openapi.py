@@ -141,7 +141,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
              415: "Unsupported media type.",
              503: "The log or the projection did not answer; retry (Retry-After)."}
     out: dict[str, Any] = {}
-    for status in (400, *statuses, 503):
+    for status in sorted({400, 404, 406, *statuses, 503}):
         if status == 406:
             out["406"] = {"description": texts[406]}
         else:
@@ -562,6 +562,7 @@ def build(s: Settings, routes: Iterable[BaseRoute]) -> dict[str, Any]:
         operation = builder(s)
         if s.auth == "token" and path != "/":
             operation["security"] = [{"token": []}]
+            operation["responses"].update(_errors(401))
         paths.setdefault(path, {})[method.lower()] = operation
     return {
         "openapi": "3.0.3",

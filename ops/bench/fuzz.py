@@ -75,6 +75,7 @@ class Report:
     by_operation: Counter[str] = field(default_factory=Counter)
     server_errors: list[Finding] = field(default_factory=list)
     bad_4xx: list[Finding] = field(default_factory=list)
+    undocumented: Counter[str] = field(default_factory=Counter)  # "METHOD path status"
     unsendable: int = 0  # cases the HTTP client refused to send (e.g. non-latin-1 headers)
     seconds: float = 0.0
     server_error_count: int = 0
@@ -101,6 +102,7 @@ class Report:
             f"5xx:               {self.server_error_count}",
             f"non-Zaqar 4xx:     {self.bad_4xx_count}",
             f"not sendable:      {self.unsendable}",
+            f"undocumented:      {dict(self.undocumented.most_common(8))}",
         ]
         lines += [f"  {f.describe()}" for f in self.server_errors + self.bad_4xx]
         return "\n".join(lines)
@@ -252,6 +254,8 @@ def _send(case: Any, choice: int, headers: dict[str, str], base_url: str, sessio
     report.by_operation[case.operation.label] += 1
     status = response.status_code
     report.statuses[status] += 1
+    if str(status) not in case.operation.definition.raw.get("responses", {}):
+        report.undocumented[f"{case.operation.label} {status}"] += 1
     request = response.request
     if status >= 500:
         report.record(_finding("5xx", request, response), server=True)
