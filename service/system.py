@@ -113,6 +113,7 @@ class _Probe:
         claim_id = new_id()
         claimed = await self._op("claim_messages", self._cmd(
             CreateClaim, claim_id=claim_id, ttl=60, grace=60, limit=1))
+        claim_id = str(claimed.get("claim_id", claim_id))  # a forwarded claim gets the owner's id
         await self._op("list_messages", None)
         held = [m["id"] for m in claimed.get("messages", [])]
         await self._op("delete_messages", self._cmd(
