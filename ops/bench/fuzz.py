@@ -39,6 +39,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "fuzz"
 SEED_QUEUE = "fuzz-seed"
+MAX_ROUNDS = 10
 REFRESH_EVERY = 100  # cases between re-seeding (claims and pops use the seeded messages up)
 NO_DESCRIPTION_TITLES = ("404 Not Found", "405 Method Not Allowed", "Length of client id")
 MAX_EXAMPLES_KEPT = 20
@@ -202,22 +203,27 @@ def run(base_url: str, *, cases: int, seed: int = 0, project: str = PROJECT) -> 
         seeds.refresh()
         schema = schemathesis.openapi.from_dict(doc.json())
         operations = [result.ok() for result in schema.get_all_operations()]
-        per_mode = max(1, cases // (2 * len(operations)))
         report = Report(operations=len(operations))
         session = requests.Session()
         started = time.perf_counter()
-        for index, operation in enumerate(operations):
-            for m, mode in enumerate((GenerationMode.POSITIVE, GenerationMode.NEGATIVE)):
-                strategy = st.tuples(
-                    operation.as_strategy(generation_mode=mode, headers=dict(headers)),
-                    st.integers(0, 11))
-
+        strategies = [operation.as_strategy(generation_mode=mode, headers=dict(headers))
+                      for operation in operations
+                      for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
+        # Some operations have little to vary (GET /, nothing to negate), so rounds repeat,
+        # with new seeds, until the requests reach ``cases`` (or a round adds nothing).
+        for round_ in range(MAX_ROUNDS):
+            remaining = cases - report.requests
+            if remaining <= 0:
+                break
+            per_strategy = max(1, -(-remaining // len(strategies)))
+            before = report.requests
+            for index, strategy in enumerate(strategies):
                 @hypothesis.settings(
-                    max_examples=per_mode, deadline=None, database=None, derandomize=False,
-                    phases=[hypothesis.Phase.generate],
+                    max_examples=per_strategy, deadline=None, database=None,
+                    derandomize=False, phases=[hypothesis.Phase.generate],
                     suppress_health_check=list(hypothesis.HealthCheck))
-                @hypothesis.seed(seed * 1000 + index * 2 + m)
-                @hypothesis.given(strategy)
+                @hypothesis.seed(seed * 1_000_000 + round_ * 1000 + index)
+                @hypothesis.given(st.tuples(strategy, st.integers(0, 11)))
                 def one(drawn: tuple[Any, int]) -> None:
                     case, choice = drawn
                     seeds.aim(case, choice % 3)
@@ -227,6 +233,8 @@ def run(base_url: str, *, cases: int, seed: int = 0, project: str = PROJECT) -> 
                     one()
                 except hypothesis.errors.Unsatisfiable:
                     pass  # nothing to negate (e.g. GET / takes no input)
+            if report.requests == before:
+                break
         report.seconds = time.perf_counter() - started
         session.close()
     return report
