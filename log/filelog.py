@@ -624,9 +624,22 @@ class FileLog:
                 await loop.run_in_executor(self._executor, self._write_and_sync, work, repairs,
                                            round_done is None)
             except BaseException as exc:  # nothing of this round is acknowledged
-                self._fail_round(exc, work, round_done)
+                failed = self._fail_round(exc, work, round_done)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
+                # Put the files back to the durable state now (it frees what the round
+                # half-wrote); if that fails too, the next round tries again first.
+                repairs = sorted(self._repairs)
+                try:
+                    await loop.run_in_executor(self._executor, self._repair_all, repairs)
+                except OSError as again:
+                    logger.warning("repair after a failed round failed too: %r", again)
+                else:
+                    self._repairs.difference_update(repairs)
+                for fut in failed:
+                    if not fut.done():
+                        fut.set_exception(LogError(f"log write or fsync failed: {exc!r}"))
+                        fut.exception()  # retrieved: a round nobody awaits is no leak
                 continue
             self._repairs.difference_update(repairs)
             for part, chunks in work:
@@ -640,8 +653,9 @@ class FileLog:
                 round_done.set_result(None)
 
     def _fail_round(self, exc: BaseException, work: list[tuple[_Partition, list]],
-                    round_done: asyncio.Future[None] | None) -> None:
-        error = LogError(f"log write or fsync failed: {exc!r}")
+                    round_done: asyncio.Future[None] | None) -> list[asyncio.Future[None]]:
+        """Roll back every partition the failed round or the next one touched; returns the
+        round futures to fail once the files are repaired."""
         if self._health.ok:
             logger.error("log write or fsync failed; failing this round's appends and "
                          "retrying: %r", exc)
@@ -656,10 +670,11 @@ class FileLog:
         for p in touched:
             self._rollback(self._parts[p])
             self._repairs.add(p)
-        for fut in (round_done, queued):
-            if fut is not None and not fut.done():
-                fut.set_exception(error)
-                fut.exception()  # retrieved here: a round nobody awaits any more is no leak
+        return [fut for fut in (round_done, queued) if fut is not None]
+
+    def _repair_all(self, partitions: list[int]) -> None:
+        for p in partitions:
+            self._repair(self._parts[p])
 
     def _rollback(self, part: _Partition) -> None:
         """Forget every record past the durable end (event loop; the writer is idle)."""
@@ -764,8 +779,7 @@ class FileLog:
 
     def _write_and_sync(self, work: list[tuple[_Partition, list]], repairs: list[int],
                         probe: bool) -> None:
-        for p in repairs:
-            self._repair(self._parts[p])
+        self._repair_all(repairs)
         if probe:
             self._probe()
         fds = []
