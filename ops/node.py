@@ -37,7 +37,7 @@ from typing import Any
 from hypercorn.asyncio import serve as hypercorn_serve
 
 from log import LogError, LogMismatchError
-from log.kafkalog import KafkaLog
+from log.kafkalog import KEEP_FOREVER, KafkaLog
 from log.membership import Membership
 from ops.serve import hypercorn_config
 from ops.settings import Settings, SettingsError, load_settings
@@ -114,8 +114,9 @@ async def run_node(settings: Settings, options: ClusterOptions,
         loop.add_signal_handler(sig, stop.set)
     address = options.advertise or f"http://{settings.host}:{settings.port}"
     data = prepare_data(settings.data)
+    retention = settings.log_retention_ms
     kafka = await open_log(options, settings.partitions, f"marconi-{settings.port}",
-                           settings.log_retention_ms)
+                           KEEP_FOREVER if retention is None else retention)
     try:
         store = RocksStore(str(data / "store"))
     except StoreLockedError:
