@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--advertise", default=None,
                       help="the http://host:port other nodes reach this node at")
     node.add_argument("--config", default=None, help="settings file (TOML)")
+    node.add_argument("--insecure-cluster", action="store_true",
+                      help="start without MARCONI_CLUSTER_SECRET: node-to-node paths "
+                           "(/_marconi/) are then open to anyone who reaches the port — "
+                           "for tests on loopback only")
     node.set_defaults(func=_node)
 
     digest = sub.add_parser("digest", help="hash of the whole projected state")
