@@ -130,13 +130,14 @@ def read_frames(fd: int, pos: int, skip: int, count: int, limit: int, max_bytes:
     total = 0
     crc32 = zlib.crc32
     unpack = HEADER.unpack_from
-    want = max(64 * 1024, min(max_bytes, 1024 * 1024))
+    want = 16 * 1024  # read-ahead; doubles with each refill up to 1 MiB (long runs of reads)
 
     def cover(start: int, stop: int) -> None:
         """Make ``buf`` hold the file bytes [start, stop) (reading ahead up to ``want``)."""
-        nonlocal buf, buf_at
+        nonlocal buf, buf_at, want
         if start >= buf_at and stop <= buf_at + len(buf):
             return
+        want = min(want * 2, 1024 * 1024)
         if start < buf_at or start > buf_at + len(buf):
             buf, buf_at = b"", start
         else:
