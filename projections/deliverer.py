@@ -95,11 +95,11 @@ class DeliveryDuty:
                 self.wake.clear()
         finally:
             flusher.cancel()
-            for task in list(self._tasks):
+            pending = [flusher, *self._tasks]
+            for task in pending:
                 task.cancel()
-            for task in [flusher, *self._tasks]:
-                with contextlib.suppress(BaseException):
-                    await task
+            # Bounded: a sender stuck past cancellation must not hold up a stop or revoke.
+            await asyncio.wait(pending, timeout=5)
 
     # -- finding work ------------------------------------------------------------------
 

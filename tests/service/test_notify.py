@@ -86,10 +86,21 @@ async def make_node(tmp_path: Path) -> AsyncIterator[Factory]:
 
     yield factory
     for client, runner, log, wiring in started:
-        await client.aclose()
-        await runner.stop()
-        await wiring.aclose()
-        await log.stop()
+        for step in (client.aclose, runner.stop, wiring.aclose, log.stop):
+            await _bounded(step)
+
+
+async def _bounded(step: Callable[[], Awaitable[None]]) -> None:
+    """A stop that does not finish in time fails with the stacks of every task (a hang in
+    shutdown is a bug to see, not a test run that never ends)."""
+    try:
+        await asyncio.wait_for(step(), 30)
+    except TimeoutError:
+        import io
+        out = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(file=out)
+        raise AssertionError(f"{step} did not finish:\n{out.getvalue()}") from None
 
 
 @pytest.fixture
