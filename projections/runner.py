@@ -31,8 +31,9 @@ from log import Log, partition_for
 from projections import keys as K
 from projections import queries
 from projections.apply import apply_into
-from projections.commands import ImportDeadLetters, OutboxDone, Sweep, encode
+from projections.commands import ImportDeadLetters, OutboxDone, SetRules, Sweep, encode
 from projections.overlay import Overlay
+from projections.rules import versions
 from projections.store import View, ViewStore
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ class Runner:
         sweep_max: int = 1000,
         clock: Callable[[], int] = wall_ms,
         ids: Callable[[], str] = new_id,
+        rules_version: int | None = versions.LATEST,
     ) -> None:
         self._log = log
         self._store = store
@@ -152,6 +154,8 @@ class Runner:
         self._sweep_max = sweep_max
         self._clock = clock
         self._ids = ids
+        self._rules_version = rules_version  # None: never switch rules (an older fleet)
+        self._last_sweep = ""
         self._applied: dict[int, int] = {}
         self._waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
         self._outbox_wake: dict[int, asyncio.Event] = {}
@@ -260,6 +264,7 @@ class Runner:
         self._part_tasks[p] = [
             loop.create_task(self._run_partition(p, checked, previous), name=f"tail-{p}"),
             loop.create_task(self._send_outbox_when(p, ready), name=f"outbox-{p}"),
+            loop.create_task(self._upgrade_rules_when(p, ready), name=f"rules-{p}"),
         ]
 
     async def _run_partition(self, p: int, checked: bool,
@@ -384,9 +389,20 @@ class Runner:
             await asyncio.sleep(self._sweep_interval)
             for p in [p for p in self._owned if p in self._ready]:
                 try:
-                    await self.sweep(p)
+                    await self._sweep_backlog(p)
                 except Exception:  # an append can fail transiently; try next round
                     logger.exception("partition %d: sweep failed", p)
+
+    async def _sweep_backlog(self, partition: int, rounds: int = 100) -> None:
+        """Sweep again at once while a slice came back full (expiry catch-up, GC of a big
+        queue): each Sweep is bounded, the backlog goes in a few of them, not in one."""
+        for _ in range(rounds):
+            if not await self.sweep(partition):
+                return
+            out = queries.outcome(self._store, partition, self._last_sweep) or {}
+            if max((v for v in out.values() if isinstance(v, int)), default=0) < self._sweep_max:
+                return
+            await asyncio.sleep(0)
 
     async def sweep(self, partition: int) -> bool:
         """Append a Sweep if something in the partition is due; returns whether it did."""
@@ -394,8 +410,28 @@ class Runner:
         if not queries.sweep_due(self._store, partition, now):
             return False
         cmd = Sweep(id=self._ids(), time_ms=now, cutoff_ms=now, max_count=self._sweep_max)
+        self._last_sweep = cmd.id
         (offset,) = await self._log.append(partition, [encode(cmd)])
         await self.applied(partition, offset)
+        return True
+
+    async def _upgrade_rules_when(self, p: int, ready: asyncio.Event) -> None:
+        await ready.wait()  # only a caught-up owner knows the version in force
+        await self.upgrade_rules(p)
+
+    async def upgrade_rules(self, partition: int) -> bool:
+        """Append ``SetRules`` if the partition folds under older rules than configured.
+
+        A second performer is harmless: the later record finds the version in force.
+        """
+        target = self._rules_version
+        current = versions.in_force(queries.partition_state(self._store, partition))
+        if target is None or current >= target:
+            return False
+        cmd = SetRules(id=self._ids(), time_ms=self._now(partition), version=target)
+        (offset,) = await self._log.append(partition, [encode(cmd)])
+        await self.applied(partition, offset)
+        logger.info("partition %d: rules version %d from offset %d", partition, target, offset)
         return True
 
     async def _send_outbox(self, partition: int) -> None:
