@@ -94,6 +94,14 @@ def _bench_core(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_history(args: argparse.Namespace) -> int:
+    from ops.bench.history import main
+    from projections.rules.versions import LATEST
+
+    main(commands=args.commands, rules=args.rules or LATEST, stepped=not args.no_work_count)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marconi", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -190,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     bcore.add_argument("--commands", type=int, default=50_000)
     bcore.add_argument("--partitions", type=int, default=4)
     bcore.set_defaults(func=_bench_core)
+    bhist = bench_sub.add_parser(
+        "history", help="apply/rebuild rate when the same history spans 1 min, 1 h, 24 h")
+    bhist.add_argument("--commands", type=int, default=30_000)
+    bhist.add_argument("--rules", type=int, default=None,
+                       help="rules version to fold under (default: the latest; 1: original)")
+    bhist.add_argument("--no-work-count", action="store_true",
+                       help="skip counting keys stepped per record (a slower in-memory fold)")
+    bhist.set_defaults(func=_bench_history)
     return parser
 
 

@@ -6,6 +6,7 @@ claim), so the primitives that keep both consistent live here, below both resour
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
@@ -133,6 +134,7 @@ def promote_delayed(tx: Overlay, ctx: Context, project: str, name: str, q: dict[
         tx.delete(key)
         tx.put(scope(ctx, K.FREE, project, name, q) + K.u64(seq), b"")
         q["fh"] = min(q.get("fh", 0), seq)
+        freed(ctx, q, seq)
         moved += 1
         last = key[len(prefix):]
     # What is posted from now on becomes due after now, so a cursor never passes now + 1
@@ -163,7 +165,8 @@ def take_free(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, A
     # tombstones that consumed messages leave at the head of the queue.
     head = q.get("fh", 0)
     skipped: int | None = None  # the first delayed message left behind
-    for key, _ in tx.scan(free_scope + K.u64(head), K.prefix_end(free_scope)):
+    for key in (_free_keys(tx, free_scope, q, head) if bounded else
+                (k for k, _ in tx.scan(free_scope + K.u64(head), K.prefix_end(free_scope)))):
         if len(taken) >= limit:
             break
         seq = K.U64.unpack_from(key, len(free_scope))[0]
@@ -185,6 +188,66 @@ def take_free(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, A
     for seq, msg in expired:
         remove_message(tx, ctx, project, name, q, seq, msg)
     return taken
+
+
+MAX_GAPS = 16
+
+
+def _free_keys(tx: Overlay, free_scope: bytes, q: dict[str, Any], start: int) -> Iterator[bytes]:
+    """Free-list keys from ``start`` in order, jumping over the gaps noted in ``q["gaps"]``
+    (runs with no live entry, only the tombstones of consumed messages) and noting new ones.
+
+    A message coming back (claim dropped) far behind the free head would otherwise make the
+    next claim walk every tombstone between it and the head, once per return (rules >= 2).
+    """
+    pos = start
+    end = K.prefix_end(free_scope)
+    while True:
+        gaps = q.get("gaps") or []
+        for a, b in gaps:
+            if a <= pos < b:
+                pos = b
+        ahead = [a for a, _ in gaps if a > pos]
+        stop = free_scope + K.u64(min(ahead)) if ahead else end
+        found = next(iter(tx.scan(free_scope + K.u64(pos), stop)), None)
+        if found is None:
+            if not ahead:
+                return
+            note_gap(q, pos, min(ahead))
+            continue
+        key = found[0]
+        seq = K.U64.unpack_from(key, len(free_scope))[0]
+        if seq > pos:
+            note_gap(q, pos, seq)
+        pos = seq + 1
+        yield key
+
+
+def note_gap(q: dict[str, Any], a: int, b: int) -> None:
+    """Remember that no live free entry lies in ``[a, b)`` (the largest few gaps are kept)."""
+    spans = sorted([*(q.get("gaps") or []), [a, b]])
+    merged: list[list[int]] = []
+    for x, y in spans:
+        if merged and x <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], y)
+        else:
+            merged.append([x, y])
+    if len(merged) > MAX_GAPS:
+        merged = sorted(sorted(merged, key=lambda g: g[0] - g[1])[:MAX_GAPS])
+    q["gaps"] = merged
+
+
+def freed(ctx: Context, q: dict[str, Any], seq: int) -> None:
+    """A free entry at ``seq`` is (back) in the list: no gap may hide it."""
+    if ctx.rules < BOUNDED or not q.get("gaps"):
+        return
+    out: list[list[int]] = []
+    for a, b in q["gaps"]:
+        if a <= seq < b:
+            out.extend(g for g in ([a, seq], [seq + 1, b]) if g[0] < g[1])
+        else:
+            out.append([a, b])
+    q["gaps"] = out
 
 
 def put_claim(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
@@ -217,6 +280,7 @@ def drop_claim(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, 
             tx.put(key, dumps(msg))
             tx.put(free_scope + K.u64(seq), b"")
             q["fh"] = min(q.get("fh", 0), seq)
+            freed(ctx, q, seq)
     tx.delete(claim_key(ctx, project, name, q, claim["id"]))
     for key in claim_expiry_keys(ctx, project, name, q["inc"], claim["e"], claim["id"]):
         tx.delete(key)

@@ -101,7 +101,7 @@ def purge_messages(tx: Overlay, ctx: Context, project: str, name: str, q: dict[s
     claim survive: they (and their claims) are copied into the new incarnation."""
     old = dict(q)
     q["inc"] = ctx.offset
-    for field in ("fh", "cx", "dc"):
+    for field in ("fh", "cx", "dc", "gaps"):
         q.pop(field, None)
     kept = 0
     claims_prefix = scope(ctx, K.QCLEXP, project, name, old)
