@@ -109,7 +109,7 @@ async def run_node(settings: Settings, options: ClusterOptions,
     data = prepare_data(settings.data)
     kafka = await open_log(options, settings.partitions, f"marconi-{settings.port}")
     try:
-        store = RocksStore(str(data / "store"))
+        store = RocksStore(str(data / "store"), memory_mb=settings.store_memory_mb)
     except StoreLockedError:
         await kafka.stop()
         raise

@@ -52,6 +52,7 @@ class Settings:
     graceful_timeout: float = 5.0  # seconds in-flight requests get on shutdown
     log_format: str = "text"  # "text" or "json" (one object per line, with request ids)
     access_log: bool = False  # one INFO line per request (logger marconi.access)
+    store_memory_mb: int = 64  # RocksDB memtable and block cache, each (the store's RSS bound)
 
     # -- auth and admin --------------------------------------------------------------
     auth: str = "none"  # "none": X-Roles honoured like upstream noauth; "token": static tokens
@@ -94,6 +95,8 @@ class Settings:
                 f"not {self.client_id_uuid_safe!r}")
         if self.partitions <= 0:
             raise SettingsError("partitions must be positive")
+        if self.store_memory_mb < 1:
+            raise SettingsError("store_memory_mb must be at least 1")
         for f in dataclasses.fields(self):
             if f.name.startswith(("max_", "default_")) and f.type == "int":
                 if getattr(self, f.name) < 0:
