@@ -109,6 +109,14 @@ def _bench_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_bounded(args: argparse.Namespace) -> int:
+    from ops.bench.bounded import main
+
+    main(tree=args.tree, purge_n=args.purge, delayed_n=args.delayed, cycle_n=args.cycle,
+         cycles=args.cycles)
+    return 0
+
+
 def _bench_fuzz(args: argparse.Namespace) -> int:
     from ops.bench.fuzz import main
 
@@ -232,6 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     bhist.add_argument("--no-work-count", action="store_true",
                        help="skip counting keys stepped per record (a slower in-memory fold)")
     bhist.set_defaults(func=_bench_history)
+    bbnd = bench_sub.add_parser(
+        "bounded", help="HTTP: read during a big purge, claim on a delayed queue, RSS cycles")
+    bbnd.add_argument("--tree", default=None,
+                      help="run the server from this checkout (to measure a 'before')")
+    bbnd.add_argument("--purge", type=int, default=100_000, help="messages to purge")
+    bbnd.add_argument("--delayed", type=int, default=50_000, help="delayed messages")
+    bbnd.add_argument("--cycle", type=int, default=30_000, help="messages per post/purge cycle")
+    bbnd.add_argument("--cycles", type=int, default=6)
+    bbnd.set_defaults(func=_bench_bounded)
     bfuzz = bench_sub.add_parser(
         "fuzz", help="schemathesis from /v2/openapi.json: counts of requests, 5xx, bad 4xx")
     bfuzz.add_argument("url", nargs="?", default=None,

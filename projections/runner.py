@@ -163,6 +163,7 @@ class Runner:
         self._part_tasks: dict[int, list[asyncio.Task[None]]] = {}
         self._ready: set[int] = set()
         self._ready_events: dict[int, asyncio.Event] = {}
+        self._caught_up: dict[int, asyncio.Event] = {}
         self._started = False
         self._failed: BaseException | None = None
 
@@ -260,11 +261,12 @@ class Runner:
         self._outbox_wake[p] = asyncio.Event()
         self._outbox_wake[p].set()
         ready = self._ready_events[p] = asyncio.Event()
+        caught_up = self._caught_up[p] = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._part_tasks[p] = [
             loop.create_task(self._run_partition(p, checked, previous), name=f"tail-{p}"),
             loop.create_task(self._send_outbox_when(p, ready), name=f"outbox-{p}"),
-            loop.create_task(self._upgrade_rules_when(p, ready), name=f"rules-{p}"),
+            loop.create_task(self._upgrade_rules_when(p, caught_up), name=f"rules-{p}"),
         ]
 
     async def _run_partition(self, p: int, checked: bool,
@@ -286,6 +288,11 @@ class Runner:
         await self._tail(p, catch_up=target)
 
     def _mark_ready(self, p: int) -> None:
+        if p in self._owned and not self._caught_up[p].is_set():
+            self._caught_up[p].set()  # the rules duty switches rules first, then calls again
+            if self._rules_version is not None and versions.in_force(
+                    queries.partition_state(self._store, p)) < self._rules_version:
+                return
         if p in self._owned:
             self._ready.add(p)
             self._ready_events[p].set()
@@ -294,6 +301,12 @@ class Runner:
     async def _send_outbox_when(self, p: int, ready: asyncio.Event) -> None:
         await ready.wait()  # an owner sends its outbox only once caught up (§7)
         await self._send_outbox(p)
+
+    async def settled(self, timeout: float | None = 30) -> None:
+        """Wait until every owned partition is ready (caught up, on its rules): tests and
+        tools that count records start from here."""
+        await asyncio.wait_for(asyncio.gather(
+            *(self._ready_events[p].wait() for p in list(self._owned))), timeout)
 
     # -- barrier -------------------------------------------------------------------------
 
@@ -415,9 +428,14 @@ class Runner:
         await self.applied(partition, offset)
         return True
 
-    async def _upgrade_rules_when(self, p: int, ready: asyncio.Event) -> None:
-        await ready.wait()  # only a caught-up owner knows the version in force
-        await self.upgrade_rules(p)
+    async def _upgrade_rules_when(self, p: int, caught_up: asyncio.Event) -> None:
+        """Once caught up, switch to the configured rules, then take requests (ready)."""
+        await caught_up.wait()  # only a caught-up owner knows the version in force
+        try:
+            await self.upgrade_rules(p)
+        except Exception:  # serve under the rules in force; the next owner start tries again
+            logger.exception("partition %d: cannot switch rules", p)
+        self._mark_ready(p)
 
     async def upgrade_rules(self, partition: int) -> bool:
         """Append ``SetRules`` if the partition folds under older rules than configured.
@@ -429,7 +447,9 @@ class Runner:
         if target is None or current >= target:
             return False
         cmd = SetRules(id=self._ids(), time_ms=self._now(partition), version=target)
-        (offset,) = await self._log.append(partition, [encode(cmd)])
+        # Shielded: this duty starts with the runner, and a stop right after start must not
+        # cancel an append midway (a second SetRules later is harmless, a torn commit is not).
+        (offset,) = await asyncio.shield(self._log.append(partition, [encode(cmd)]))
         await self.applied(partition, offset)
         logger.info("partition %d: rules version %d from offset %d", partition, target, offset)
         return True
