@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -82,6 +83,10 @@ class Settings:
     message_delete_with_claim_id: bool = False
     enable_checksum: bool = False
 
+    # -- snapshots (DESIGN.md §8): durations are seconds, written like ``90s``, ``10m``, ``7d``
+    snapshot_interval: float = 600.0  # log time between a partition's automatic snapshots
+    snapshot_keep: int = 3  # newest snapshots kept per partition (the oldest bounds retention)
+
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
             raise SettingsError(f"auth must be one of {AUTH_MODES}, not {self.auth!r}")
@@ -94,6 +99,10 @@ class Settings:
                 f"not {self.client_id_uuid_safe!r}")
         if self.partitions <= 0:
             raise SettingsError("partitions must be positive")
+        if self.snapshot_interval <= 0:
+            raise SettingsError("snapshot_interval must be positive")
+        if self.snapshot_keep < 1:
+            raise SettingsError("snapshot_keep must be at least 1")
         for f in dataclasses.fields(self):
             if f.name.startswith(("max_", "default_")) and f.type == "int":
                 if getattr(self, f.name) < 0:
@@ -111,6 +120,33 @@ class Settings:
 
 
 _HINTS = typing.get_type_hints(Settings)
+
+# Settings written as durations, and whether ``forever`` (None: no limit) is allowed.
+DURATIONS: dict[str, bool] = {"snapshot_interval": False}
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?")
+
+
+def parse_duration(text: str | float, *, name: str = "duration",
+                   allow_forever: bool = False) -> float | None:
+    """Seconds from ``90s``, ``10m``, ``12h``, ``7d``, ``1w``, ``250ms`` or a bare number of
+    seconds; ``forever`` (when allowed) is None. One parser for every duration setting."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        if text < 0:
+            raise SettingsError(f"{name}: {text!r} is negative")
+        return float(text)
+    if not isinstance(text, str):
+        raise SettingsError(f"{name}: {text!r} is not a duration")
+    word = text.strip().lower()
+    if word == "forever":
+        if allow_forever:
+            return None
+        raise SettingsError(f"{name}: 'forever' is not allowed here")
+    match = _DURATION.fullmatch(word)
+    if match is None:
+        raise SettingsError(f"{name}: {text!r} is not a duration (use e.g. 90s, 10m, 12h, 7d"
+                            + (", or forever)" if allow_forever else ")"))
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -155,6 +191,8 @@ def _coerce(name: str, value: Any, label: str | None = None) -> Any:
     label = label or name
     if name == "tokens":
         return _tokens(label, value)
+    if name in DURATIONS:
+        return parse_duration(value, name=label, allow_forever=DURATIONS[name])
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):  # ``str | None``
         if value is None or (isinstance(value, str) and value == ""):
