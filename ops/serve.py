@@ -106,7 +106,8 @@ class EmbeddedNode:
         self.store: RocksStore | None = None
         self.runner: Runner | None = None
         self.status: LocalStatus | None = None
-        self.history = ProcessHistory(log)  # its worker starts on the first history page
+        # its worker starts on the first history page
+        self.history = ProcessHistory(log, snapshot_dir(data))
         self.app: Starlette | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self.owner = f"{socket.gethostname()}:{settings.port}"
