@@ -58,6 +58,13 @@ def _bench_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_log_open(args: argparse.Namespace) -> int:
+    from ops.bench.logopen import main
+
+    main(gb=args.gb, repeat=args.repeat, crash_mb=args.crash_mb, keep=args.keep)
+    return 0
+
+
 def _bench_http(args: argparse.Namespace) -> int:
     from ops.bench.http import main
 
@@ -94,6 +101,13 @@ def _bench_core(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_fuzz(args: argparse.Namespace) -> int:
+    from ops.bench.fuzz import main
+
+    report = main(args.url, cases=args.cases, seed=args.seed, token=args.token)
+    return 1 if report.server_error_count or report.bad_4xx_count else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marconi", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -124,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--advertise", default=None,
                       help="the http://host:port other nodes reach this node at")
     node.add_argument("--config", default=None, help="settings file (TOML)")
+    node.add_argument("--insecure-cluster", action="store_true",
+                      help="start without MARCONI_CLUSTER_SECRET: node-to-node paths "
+                           "(/_marconi/) are then open to anyone who reaches the port — "
+                           "for tests on loopback only")
     node.set_defaults(func=_node)
 
     digest = sub.add_parser("digest", help="hash of the whole projected state")
@@ -168,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="bootstrap servers; default: start the tansu test broker; '' to skip")
     blog.add_argument("--nondurable", action="store_true", help="also FileLog without fsync")
     blog.set_defaults(func=_bench_log)
+    bopen = bench_sub.add_parser("log-open", help="FileLog restart time and memory by log size")
+    bopen.add_argument("--gb", type=float, default=1.6, help="size of the log to build")
+    bopen.add_argument("--repeat", type=int, default=3, help="opens per figure (median)")
+    bopen.add_argument("--crash-mb", type=int, default=64,
+                       help="size of the active segment no recovery point covers (kill -9)")
+    bopen.add_argument("--keep", default=None,
+                       help="build in (and keep) this directory, reusing a log built there")
+    bopen.set_defaults(func=_bench_log_open)
     bhttp = bench_sub.add_parser("http", help="Zaqar v2 load: producers, consumers, observers")
     bhttp.add_argument("url")
     bhttp.add_argument("--producers", type=int, default=20)
@@ -190,6 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     bcore.add_argument("--commands", type=int, default=50_000)
     bcore.add_argument("--partitions", type=int, default=4)
     bcore.set_defaults(func=_bench_core)
+    bfuzz = bench_sub.add_parser(
+        "fuzz", help="schemathesis from /v2/openapi.json: counts of requests, 5xx, bad 4xx")
+    bfuzz.add_argument("url", nargs="?", default=None,
+                       help="server to fuzz; default: start marconi serve on a free port")
+    bfuzz.add_argument("--cases", type=int, default=10_000, help="about this many requests")
+    bfuzz.add_argument("--seed", type=int, default=0)
+    bfuzz.add_argument("--token", default=None,
+                       help="X-Auth-Token to send, for a server with auth = token")
+    bfuzz.set_defaults(func=_bench_fuzz)
     return parser
 
 

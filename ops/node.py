@@ -13,8 +13,10 @@ settings); these environment variables tune it and are removed before settings a
 * ``MARCONI_REBALANCE_TIMEOUT_MS`` (max(session, 10000)).
 * ``MARCONI_FORWARD_CONNECT_TIMEOUT`` (1.0 s): an owner that does not accept a connection
   in this time is treated as gone (503 with Retry-After).
-* ``MARCONI_CLUSTER_SECRET`` (unset): when set (the same on every node), node-to-node calls
-  under ``/_marconi/`` carry it and a node refuses those without it.
+* ``MARCONI_CLUSTER_SECRET`` (required): the same on every node; node-to-node calls under
+  ``/_marconi/`` carry it and a node refuses those without it (403). ``marconi node`` does
+  not start without it unless ``--insecure-cluster`` is given (tests on loopback only):
+  those paths read any tenant's queue and append commands.
 
 Shutdown (SIGTERM/SIGINT): leave the group first (the others take over in one rebalance, not
 after a session timeout), let in-flight requests finish, then stop the runner, the log and
@@ -37,7 +39,7 @@ from typing import Any
 from hypercorn.asyncio import serve as hypercorn_serve
 
 from log import LogError, LogMismatchError
-from log.kafkalog import KafkaLog
+from log.kafkalog import KEEP_FOREVER, KafkaLog
 from log.membership import Membership
 from ops.serve import hypercorn_config, snapshotter
 from ops.settings import Settings, SettingsError, load_settings
@@ -83,17 +85,24 @@ def prepare_data(path: str) -> Path:
     return data
 
 
-async def open_log(options: ClusterOptions, default_partitions: int, client_id: str) -> KafkaLog:
-    """The command topic: its existing partition count, or created with the one asked for."""
+async def open_log(options: ClusterOptions, default_partitions: int, client_id: str,
+                   retention_ms: int | None = None) -> KafkaLog:
+    """The command topic: its existing partition count, or created with the one asked for
+    (and ``retention.ms`` = ``log_retention``; None keeps records forever)."""
     if options.partitions is not None:
-        log = KafkaLog(options.kafka, options.topic, options.partitions, client_id=client_id)
+        log = KafkaLog(options.kafka, options.topic, options.partitions, client_id=client_id,
+                       retention_ms=retention_ms)
         await log.start()
         return log
     try:
-        log = KafkaLog(options.kafka, options.topic, None, client_id=client_id)
+        log = KafkaLog(options.kafka, options.topic, None, client_id=client_id,
+                       retention_ms=retention_ms)
         await log.start()
-    except LogMismatchError:  # the topic does not exist yet
-        log = KafkaLog(options.kafka, options.topic, default_partitions, client_id=client_id)
+    except LogMismatchError as exc:  # the topic does not exist yet
+        if "does not exist" not in str(exc):
+            raise
+        log = KafkaLog(options.kafka, options.topic, default_partitions, client_id=client_id,
+                       retention_ms=retention_ms)
         await log.start()
     return log
 
@@ -108,7 +117,9 @@ async def run_node(settings: Settings, options: ClusterOptions,
         loop.add_signal_handler(sig, stop.set)
     address = options.advertise or f"http://{settings.host}:{settings.port}"
     data = prepare_data(settings.data)
-    kafka = await open_log(options, settings.partitions, f"marconi-{settings.port}")
+    retention = settings.log_retention_ms
+    kafka = await open_log(options, settings.partitions, f"marconi-{settings.port}",
+                           KEEP_FOREVER if retention is None else retention)
     try:
         store = RocksStore(str(data / "store"))
     except StoreLockedError:
@@ -167,7 +178,7 @@ async def run_node(settings: Settings, options: ClusterOptions,
         zaqar = create_app(settings, gateway, status=node_status,
                            metrics=Metrics(log=log, status=node_status))
         app = cluster_app(zaqar, internal_app(gateway, runner, store, status,
-                                              secret=options.secret))
+                                              settings=settings, secret=options.secret))
         await membership.start()
         url = f"http://{settings.host}:{settings.port}"
         logger.info("node %s serving on %s (topic %s, %d partitions, group %s, data %s)",
@@ -209,6 +220,29 @@ def options_from(args: argparse.Namespace, knobs: Mapping[str, str]) -> ClusterO
     )
 
 
+MIN_SECRET_LENGTH = 16
+
+
+def secret_refusal(options: ClusterOptions, *, insecure: bool) -> str | None:
+    """Why this node must not start with its cluster secret, or None.
+
+    ``/_marconi/`` reads every tenant's queues and appends commands: it is closed unless the
+    operator explicitly opens it (``--insecure-cluster``, for tests on loopback)."""
+    if options.secret is None:
+        if insecure:
+            logger.warning("--insecure-cluster: /_marconi/ node-to-node paths are open to "
+                           "anyone who can reach this node")
+            return None
+        return ("MARCONI_CLUSTER_SECRET is not set: node-to-node paths (/_marconi/) would be "
+                "open to anyone who can reach this node. Set the same secret on every node "
+                "(e.g. python -c 'import secrets; print(secrets.token_hex(16))'), or pass "
+                "--insecure-cluster for a test on loopback.")
+    if len(options.secret) < MIN_SECRET_LENGTH:
+        return (f"MARCONI_CLUSTER_SECRET is too short: use at least {MIN_SECRET_LENGTH} "
+                "characters.")
+    return None
+
+
 def node(args: argparse.Namespace) -> int:
     """Entry point of ``marconi node`` (flags override the file and the environment)."""
     settings_env, knobs = split_env(os.environ)
@@ -218,6 +252,10 @@ def node(args: argparse.Namespace) -> int:
         options = options_from(args, knobs)
     except (SettingsError, ValueError) as exc:
         print(f"marconi: {exc}", file=sys.stderr)
+        return 2
+    refusal = secret_refusal(options, insecure=getattr(args, "insecure_cluster", False))
+    if refusal:
+        print(f"marconi: {refusal}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(run_node(settings, options))

@@ -74,18 +74,12 @@ def prepare(settings: Settings, explicit_partitions: bool) -> tuple[Path, int | 
     return data, None
 
 
-def retention_ms(settings: Settings) -> int | None:
-    """``log_retention`` in ms (None: forever; the log's own setting, DESIGN.md §8)."""
-    seconds = getattr(settings, "log_retention", None)
-    return None if seconds is None else int(seconds * 1000)
-
-
 def snapshotter(settings: Settings, log: Log, data: Path,
                 snapshots: SnapshotStore | None = None) -> Snapshotter:
     """The runner's snapshot duty: ``data/snapshots`` (embedded) or the given store."""
     store = snapshots or FileSnapshots(snapshot_dir(data), keep=settings.snapshot_keep)
     return Snapshotter(store, int(settings.snapshot_interval * 1000),
-                       retention=retention_by(log, retention_ms(settings), wall_ms))
+                       retention=retention_by(log, settings.log_retention_ms, wall_ms))
 
 
 class EmbeddedNode:
@@ -227,7 +221,8 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     data, partitions = prepare(settings, explicit_partitions)
-    log = FileLog(log_dir(data), partitions)
+    log = FileLog(log_dir(data), partitions, segment_bytes=settings.log_segment_bytes,
+                  archive_dir=settings.log_archive_dir)
     await log.start()
     node = EmbeddedNode(settings, data, log)
     watcher: asyncio.Task[None] | None = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import tomllib
 import types
 import typing
@@ -24,12 +23,33 @@ ENV_PREFIX = "MARCONI_"
 AUTH_MODES = ("none", "token")
 CLIENT_ID_MODES = ("strict", "off")
 LOG_FORMATS = ("text", "json")
+API_VERSIONS = ("1", "1.1", "2")  # upstream's ids: GET / and enable_deprecated_api_versions
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "t", "y"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "f", "n", ""})
 
 
 class SettingsError(ValueError):
     """A settings file or variable that cannot be used; the message names it."""
+
+
+FOREVER = "forever"
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str, name: str = "duration") -> float:
+    """Seconds in ``90s``, ``10m``, ``12h``, ``7d``, ``2w`` (a bare number is seconds); every
+    duration setting uses this one parser. SettingsError naming ``name`` otherwise."""
+    raw = str(text).strip().lower()
+    unit = raw[-1:] if raw[-1:] in _DURATION_UNITS else "s"
+    number = raw[:-1] if raw[-1:] in _DURATION_UNITS else raw
+    try:
+        value = float(number)
+    except ValueError:
+        raise SettingsError(f"{name}: {text!r} is not a duration like 90s, 10m, 12h or 7d") \
+            from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise SettingsError(f"{name}: {text!r} must be a positive duration")
+    return value * _DURATION_UNITS[unit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +73,8 @@ class Settings:
     graceful_timeout: float = 5.0  # seconds in-flight requests get on shutdown
     log_format: str = "text"  # "text" or "json" (one object per line, with request ids)
     access_log: bool = False  # one INFO line per request (logger marconi.access)
+    # API versions served: "1" (v1.0), "1.1", "2"; one left out answers 404 and leaves GET /
+    enable_api_versions: tuple[str, ...] = API_VERSIONS
 
     # -- auth and admin --------------------------------------------------------------
     auth: str = "none"  # "none": X-Roles honoured like upstream noauth; "token": static tokens
@@ -86,6 +108,10 @@ class Settings:
     # -- snapshots (DESIGN.md §8): durations are seconds, written like ``90s``, ``10m``, ``7d``
     snapshot_interval: float = 600.0  # log time between a partition's automatic snapshots
     snapshot_keep: int = 3  # newest snapshots kept per partition (the oldest bounds retention)
+    # -- the log at rest and retention (DESIGN.md §8) --------------------------------------
+    log_retention: str = "7d"  # a duration (parse_duration) or "forever"
+    log_segment_bytes: int = 64 * 1024 * 1024
+    log_archive_dir: str | None = None  # removed segments are moved here, gzipped
 
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
@@ -97,16 +123,31 @@ class Settings:
             raise SettingsError(
                 f"client_id_uuid_safe must be one of {CLIENT_ID_MODES}, "
                 f"not {self.client_id_uuid_safe!r}")
+        unknown = [v for v in self.enable_api_versions if v not in API_VERSIONS]
+        if unknown:
+            raise SettingsError(f"enable_api_versions: unknown versions {unknown}; "
+                                f"valid are {list(API_VERSIONS)}")
         if self.partitions <= 0:
             raise SettingsError("partitions must be positive")
         if self.snapshot_interval <= 0:
             raise SettingsError("snapshot_interval must be positive")
         if self.snapshot_keep < 1:
             raise SettingsError("snapshot_keep must be at least 1")
+        if self.log_retention.strip().lower() != FOREVER:
+            parse_duration(self.log_retention, "log_retention")
+        if not 4096 <= self.log_segment_bytes <= 1 << 30:
+            raise SettingsError("log_segment_bytes must be between 4096 and 1 GiB")
         for f in dataclasses.fields(self):
             if f.name.startswith(("max_", "default_")) and f.type == "int":
                 if getattr(self, f.name) < 0:
                     raise SettingsError(f"{f.name} must not be negative")
+
+    @property
+    def log_retention_ms(self) -> int | None:
+        """``log_retention`` in milliseconds; None for ``forever`` (keep the whole log)."""
+        if self.log_retention.strip().lower() == FOREVER:
+            return None
+        return int(parse_duration(self.log_retention, "log_retention") * 1000)
 
     def limits(self) -> Limits:
         """The limits queue metadata is validated against (stamped on UpdateQueue)."""
@@ -121,32 +162,8 @@ class Settings:
 
 _HINTS = typing.get_type_hints(Settings)
 
-# Settings written as durations, and whether ``forever`` (None: no limit) is allowed.
-DURATIONS: dict[str, bool] = {"snapshot_interval": False}
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?")
-
-
-def parse_duration(text: str | float, *, name: str = "duration",
-                   allow_forever: bool = False) -> float | None:
-    """Seconds from ``90s``, ``10m``, ``12h``, ``7d``, ``1w``, ``250ms`` or a bare number of
-    seconds; ``forever`` (when allowed) is None. One parser for every duration setting."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        if text < 0:
-            raise SettingsError(f"{name}: {text!r} is negative")
-        return float(text)
-    if not isinstance(text, str):
-        raise SettingsError(f"{name}: {text!r} is not a duration")
-    word = text.strip().lower()
-    if word == "forever":
-        if allow_forever:
-            return None
-        raise SettingsError(f"{name}: 'forever' is not allowed here")
-    match = _DURATION.fullmatch(word)
-    if match is None:
-        raise SettingsError(f"{name}: {text!r} is not a duration (use e.g. 90s, 10m, 12h, 7d"
-                            + (", or forever)" if allow_forever else ")"))
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+# Settings written as durations (in seconds, through ``parse_duration``).
+DURATIONS = frozenset({"snapshot_interval"})
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -192,7 +209,7 @@ def _coerce(name: str, value: Any, label: str | None = None) -> Any:
     if name == "tokens":
         return _tokens(label, value)
     if name in DURATIONS:
-        return parse_duration(value, name=label, allow_forever=DURATIONS[name])
+        return parse_duration(value, label)
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):  # ``str | None``
         if value is None or (isinstance(value, str) and value == ""):
