@@ -138,13 +138,17 @@ async def test_runner_snapshots_fall_on_log_time_boundaries(tmp_path: Path) -> N
     async with FileLog(tmp_path / "log", PARTITIONS) as log:
         await fill(log, 2000)  # ≈ 3 h of log time
         found: dict[int, list[int]] = {}
+        # The owner's outbox appends dead-letter moves during a run, so the log grows: compare
+        # the snapshots within the log as filled.
+        ends = {p: await log.end_offset(p) - 1 for p in range(PARTITIONS)}
         for batch in (1, 1000):
             snaps = FileSnapshots(tmp_path / f"snaps{batch}", keep=100)
             snapper = Snapshotter(snaps, INTERVAL_MS)
             store = MemoryStore()
             runner = await run_to_end(log, store, snapper, batch=batch)
             await runner.stop()
-            found[batch] = [i.offset for p in range(PARTITIONS) for i in await snaps.list(p)]
+            found[batch] = [i.offset for p in range(PARTITIONS) for i in await snaps.list(p)
+                            if i.offset < ends[p]]
         assert found[1] == found[1000]  # positions depend on the log only
         snaps = FileSnapshots(tmp_path / "snaps1000")
         total = 0
@@ -164,7 +168,7 @@ async def test_runner_snapshots_fall_on_log_time_boundaries(tmp_path: Path) -> N
                 await fold(log, before, p, 0, until=info.offset)
                 prev = queries.partition_state(before, p)["time"]
                 assert info.time_ms // INTERVAL_MS > prev // INTERVAL_MS
-        assert total == len(found[1])
+        assert total >= len(found[1000])
 
 
 async def test_a_fresh_store_restores_the_newest_and_replays_only_the_tail(
