@@ -29,7 +29,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
@@ -41,6 +41,9 @@ from service.errors import INTERNAL, error_response, route_not_found
 from service.routing import Resource, method_not_allowed
 from service.types import ASGIApp, Message, Receive, Scope, Send
 from service.validation import valid_project, valid_queue_name
+
+if TYPE_CHECKING:
+    from service.keystone import TokenValidator
 
 logger = logging.getLogger(__name__)
 
@@ -172,10 +175,12 @@ class Auth:
     ``auth = "none"``: X-Roles is trusted, like upstream without Keystone (§1.3)."""
 
     def __init__(self, app: ASGIApp, *, mode: str = "none",
-                 tokens: Mapping[str, Any] | None = None, **options: Any) -> None:
+                 tokens: Mapping[str, Any] | None = None,
+                 keystone: TokenValidator | None = None, **options: Any) -> None:
         self.app = app
         self.mode = mode
         self.tokens = dict(tokens or {})
+        self.keystone = keystone  # auth = "keystone" (service/keystone.py)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -191,6 +196,9 @@ class Auth:
             st["roles"] = _roles(headers.get("x-roles", ""))
             await self.app(scope, receive, send)
             return
+        if self.mode == "keystone":
+            await self._keystone(scope, receive, send, headers)
+            return
         grant = self.tokens.get(headers.get("x-auth-token", ""))
         if grant is None:
             response = error_response(
@@ -202,6 +210,18 @@ class Auth:
         if grant.project:
             scope = _replace_header(scope, b"x-project-id", grant.project)
         await self.app(scope, receive, send)
+
+
+    async def _keystone(self, scope: Scope, receive: Receive, send: Send,
+                        headers: Headers) -> None:
+        assert self.keystone is not None, 'auth = "keystone" needs a TokenValidator'
+        found = await self.keystone.authenticate(headers)
+        if isinstance(found, Response):
+            await found(scope, receive, send)
+            return
+        state(scope)["roles"] = list(found.roles)
+        assert found.project is not None
+        await self.app(_replace_header(scope, b"x-project-id", found.project), receive, send)
 
 
 def _roles(raw: str) -> list[str]:
