@@ -375,3 +375,55 @@ def test_keystone_unreachable_is_503_not_401(cloud: Cloud) -> None:
         assert isinstance(answer, Response) and answer.status_code == 503
     finally:
         validator.close()
+
+
+# -- the openstack CLI with a static token (README) ------------------------------------------
+
+
+def test_openstack_cli_with_a_static_token(tmp_path: Path) -> None:
+    from tests.support.keystone import openstack_venv
+
+    venv = openstack_venv()
+    config = tmp_path / "marconi.toml"
+    config.write_text('auth = "token"\n[tokens.s3cr3t-token]\nproject = "demo"\n'
+                      'roles = ["member"]\n')
+    port = free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ops.cli", "--log-level", "WARNING", "serve", "--data",
+         str(data), "--port", str(port), "--config", str(config)], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        env.update(OS_AUTH_TYPE="token_endpoint", OS_ENDPOINT=f"http://127.0.0.1:{port}",
+                   OS_TOKEN="s3cr3t-token", OS_MESSAGE_CLIENT_ID=str(uuid.uuid4()))
+
+        def osc(*args: str) -> str:
+            done = subprocess.run([str(venv / "bin" / "openstack"), "messaging", *args],
+                                  env=env, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        osc("queue", "create", "jobs")
+        osc("message", "post", "jobs", '[{"body": "hello", "ttl": 300}]')
+        listed = json.loads(osc("message", "list", "jobs", "--echo", "-f", "json"))
+        assert [m["Body"] for m in listed] == ["hello"]
+        # the token's project is where it went
+        r = httpx.get(f"http://127.0.0.1:{port}/v2/queues/jobs/stats",
+                      headers={**_headers("s3cr3t-token"), "X-Project-ID": "demo"})
+        assert r.json()["messages"]["total"] == 1
+        env["OS_TOKEN"] = "wrong"
+        done = subprocess.run([str(venv / "bin" / "openstack"), "messaging", "queue", "list"],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0
+    finally:
+        proc.terminate()
+        proc.wait(20)
