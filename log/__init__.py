@@ -5,10 +5,13 @@ from log.types import (
     Log,
     LogCorruptError,
     LogError,
+    LogHealth,
     LogLockedError,
     LogMismatchError,
+    OffsetBelowStartError,
     Record,
     RecordTooLargeError,
+    Retention,
     UnknownPartitionError,
 )
 
@@ -16,10 +19,13 @@ __all__ = [
     "Log",
     "LogCorruptError",
     "LogError",
+    "LogHealth",
     "LogLockedError",
     "LogMismatchError",
+    "OffsetBelowStartError",
     "Record",
     "RecordTooLargeError",
+    "Retention",
     "UnknownPartitionError",
     "partition_for",
 ]

@@ -27,12 +27,15 @@ import contextlib
 import ctypes
 import ctypes.util
 import fcntl
+import gzip
 import json
 import logging
 import os
+import shutil
+import time
 import uuid
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,9 +45,12 @@ from log.framing import frame, scan_file, unframe
 from log.types import (
     LogCorruptError,
     LogError,
+    LogHealth,
     LogLockedError,
     LogMismatchError,
+    OffsetBelowStartError,
     Record,
+    Retention,
     UnknownPartitionError,
     checked_records,
 )
@@ -68,6 +74,57 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+START_FILE = "START"
+
+
+def _read_start(path: Path) -> int:
+    """The persisted log start of a partition directory (0 if retention never ran)."""
+    try:
+        return int(json.loads((path / START_FILE).read_text())["start_offset"])
+    except FileNotFoundError:
+        return 0
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LogCorruptError(f"{path / START_FILE} is damaged: {exc}") from exc
+
+
+def _write_start(path: Path, start: int) -> None:
+    """Persist a partition's log start atomically (written before segments are removed)."""
+    tmp = path / (START_FILE + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump({"start_offset": start}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path / START_FILE)
+    _fsync_dir(path)
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _archive_segments(archive: Path, partition: int, paths: list[Path]) -> None:
+    """Gzip each segment into ``archive/pNNNN/`` (fsynced) before the log deletes it."""
+    target = archive / f"p{partition:04d}"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        dest = target / (path.name + ".gz")
+        tmp = dest.with_suffix(".tmp")
+        with open(path, "rb") as src, open(tmp, "wb") as raw:
+            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
+                shutil.copyfileobj(src, gz, 1024 * 1024)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, dest)
+    _fsync_dir(target)
+
+
+def _delete_segments(directory: Path, paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    _fsync_dir(directory)
+
+
 def _segment_name(base: int) -> str:
     return f"{base:020d}{SEGMENT_SUFFIX}"
 
@@ -87,6 +144,7 @@ class _Segment:
     on_disk: bool = True  # False until the writer creates the file
     read_fd: int = -1
     write_fd: int = -1  # used only by the writer (the commit thread)
+    last_ms: int = 0  # append time (log clock, ms) of its newest record: retention's test
 
     @property
     def count(self) -> int:
@@ -109,6 +167,10 @@ class _Partition:
     def active(self) -> _Segment:
         return self.segments[-1]
 
+    @property
+    def start(self) -> int:
+        return self.segments[0].base
+
 
 class FileLog:
     """The embedded log. See the module docstring for layout, durability and recovery."""
@@ -123,6 +185,8 @@ class FileLog:
         durable: bool = True,
         read_only: bool = False,
         sync_strategy: SyncStrategy = "auto",
+        archive_dir: str | os.PathLike[str] | None = None,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self._dir = Path(directory)
         self._requested_partitions = partitions
@@ -131,6 +195,10 @@ class FileLog:
         self._durable = durable
         self._read_only = read_only
         self._sync_strategy = sync_strategy
+        self._archive_dir = None if archive_dir is None else Path(archive_dir)
+        self._clock = clock or _wall_ms
+        self._maintenance: ThreadPoolExecutor | None = None
+        self._health = LogHealth(True)
         self._parts: list[_Partition] = []
         self._log_id = ""
         self._lock_fd = -1
@@ -222,7 +290,7 @@ class FileLog:
             if part.open_segment is not None and part.open_segment.write_fd >= 0:
                 with contextlib.suppress(OSError):
                     os.fdatasync(part.open_segment.write_fd)
-        for pool in (self._executor, self._fsync_pool):
+        for pool in (self._executor, self._fsync_pool, self._maintenance):
             if pool is not None:
                 pool.shutdown(wait=True)
         self._close_files()
@@ -287,8 +355,15 @@ class FileLog:
             if created:
                 _fsync_dir(self._dir)
         names = sorted(p for p in path.glob(f"*{SEGMENT_SUFFIX}"))
+        start = _read_start(path)
+        # A crash between persisting a new start and deleting the segments below it: finish.
+        while names and len(names) > 1 and int(names[1].stem) <= start:
+            if not self._read_only:
+                names[0].unlink()
+                _fsync_dir(path)
+            names.pop(0)
         segments: list[_Segment] = []
-        expected_base = 0
+        expected_base = start
         for i, seg_path in enumerate(names):
             base = int(seg_path.stem)
             if base != expected_base:
@@ -314,10 +389,11 @@ class FileLog:
                     fh.flush()
                     os.fsync(fh.fileno())
             segment.size = valid
+            segment.last_ms = int(os.stat(seg_path).st_mtime * 1000)
             segments.append(segment)
             expected_base = base + segment.count
         if not segments:
-            segments.append(_Segment(base=0, path=path / _segment_name(0), on_disk=False))
+            segments.append(_Segment(base=start, path=path / _segment_name(start), on_disk=False))
         end = segments[-1].base + segments[-1].count
         return _Partition(
             number=number, path=path, segments=segments, bases=[s.base for s in segments],
@@ -367,6 +443,7 @@ class FileLog:
             seg.positions.append(pos)
             pos += len(fr)
         seg.size = pos
+        seg.last_ms = max(seg.last_ms, self._clock())
         first = part.written_end
         part.written_end += len(frames)
         part.chunks.append((seg, start, data))
@@ -467,6 +544,59 @@ class FileLog:
             if not fut.done():
                 fut.set_result(None)
 
+    # -- retention -------------------------------------------------------------------------
+
+    async def start_offset(self, partition: int) -> int:
+        return self._partition(partition).start
+
+    def health(self) -> LogHealth:
+        return self._health
+
+    async def retain(self, partition: int, keep_from: int, older_than_ms: int) -> Retention:
+        """Remove whole sealed segments from the head while each one ends at or below
+        ``keep_from`` and its newest record was appended before ``older_than_ms``.
+
+        Order on disk, so a crash at any point leaves a valid log: archive copies first
+        (fsynced), then the new start is persisted, then the segment files are deleted (an
+        open finishes a deletion a crash interrupted).
+        """
+        part = self._partition(partition)
+        if self._read_only:
+            raise LogError(f"log {self._dir} is open read-only")
+        doomed: list[_Segment] = []
+        for seg in part.segments[:-1]:
+            if seg.base + seg.count > keep_from or seg.last_ms >= older_than_ms:
+                break
+            if seg is part.open_segment or seg.write_fd >= 0:
+                break  # still being sealed by the writer
+            doomed.append(seg)
+        if not doomed:
+            return Retention(part.start)
+        new_start = doomed[-1].base + doomed[-1].count
+        loop = asyncio.get_running_loop()
+        if self._maintenance is None:
+            self._maintenance = ThreadPoolExecutor(max_workers=1,
+                                                   thread_name_prefix="filelog-retain")
+        archive = self._archive_dir
+        if archive is not None:
+            await loop.run_in_executor(self._maintenance, _archive_segments, archive,
+                                       part.number, [s.path for s in doomed])
+        await loop.run_in_executor(self._maintenance, _write_start, part.path, new_start)
+        del part.segments[: len(doomed)]
+        del part.bases[: len(doomed)]
+        removed_bytes = sum(s.size for s in doomed)
+        for seg in doomed:
+            if seg.read_fd >= 0:
+                os.close(seg.read_fd)
+                seg.read_fd = -1
+        await loop.run_in_executor(self._maintenance, _delete_segments, part.path,
+                                   [s.path for s in doomed])
+        logger.info("partition %d: retention removed %d segments (%d records, %d bytes); "
+                    "log start now %d", partition, len(doomed), new_start - doomed[0].base,
+                    removed_bytes, new_start)
+        return Retention(new_start, new_start - doomed[0].base, removed_bytes, len(doomed),
+                         archive is not None)
+
     # -- reading ---------------------------------------------------------------------------
 
     async def end_offset(self, partition: int) -> int:
@@ -496,6 +626,8 @@ class FileLog:
             raise ValueError(f"offset must be >= 0, got {offset}")
         if max_records <= 0:
             raise ValueError(f"max_records must be positive, got {max_records}")
+        if offset < part.start:
+            raise OffsetBelowStartError(partition, offset, part.start)
         end = min(part.durable_end, offset + max_records)
         out: list[Record] = []
         while offset < end:

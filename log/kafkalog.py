@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -37,11 +38,15 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.metadata import MetadataRequest
+from aiokafka.protocol.offset import OffsetRequest
 
 from log.types import (
     LogError,
+    LogHealth,
     LogMismatchError,
+    OffsetBelowStartError,
     Record,
+    Retention,
     UnknownPartitionError,
     checked_records,
 )
@@ -60,6 +65,7 @@ _READ_DEADLINE_S = 30.0
 _PROBE_MAX_WAIT_MS = 1
 _METADATA_DEADLINE_S = 15.0
 _READ_UNCOMMITTED = 0
+_EARLIEST = -2  # ListOffsets timestamp meaning "the log start offset"
 _TOPIC_ALREADY_EXISTS = 36
 _RETRIABLE = (
     kerr.NotLeaderForPartitionError,
@@ -138,6 +144,7 @@ class KafkaLog:
         replication_factor: int = 1,
         client_id: str = "marconi",
         read_buffer_bytes: int = 16 * 1024 * 1024,
+        retention_ms: int | None = None,
     ) -> None:
         if partitions is not None and partitions <= 0:
             raise ValueError(f"partitions must be positive, got {partitions}")
@@ -151,6 +158,9 @@ class KafkaLog:
         self._replication_factor = replication_factor
         self._client_id = client_id
         self._read_buffer_bytes = read_buffer_bytes
+        if retention_ms is not None and retention_ms <= 0:
+            raise ValueError(f"retention_ms must be positive or None, got {retention_ms}")
+        self._retention_ms = retention_ms  # None: keep every record forever
         # One request may carry a whole record of max_record_bytes plus its headers.
         self._request_bytes = max(1024 * 1024, max_record_bytes + _OVERHEAD_BYTES)
         self._parts: list[_Partition] = []
@@ -159,6 +169,7 @@ class KafkaLog:
         self._client: AIOKafkaClient | None = None
         self._producer: AIOKafkaProducer | None = None
         self._started = False
+        self._health = LogHealth(True)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -285,10 +296,12 @@ class KafkaLog:
         return count
 
     async def _create_topic(self, admin: AIOKafkaAdminClient, partitions: int) -> None:
-        """Create the topic, keeping every record forever (the log is the source of truth)."""
+        """Create the topic with ``retention.ms`` = ``log_retention`` (-1 for ``forever``)."""
+        retention = "-1" if self._retention_ms is None else str(self._retention_ms)
         topic = NewTopic(
             self._topic, partitions, self._replication_factor,
-            topic_configs={"retention.ms": "-1", "max.message.bytes": str(self._request_bytes)},
+            topic_configs={"retention.ms": retention,
+                           "max.message.bytes": str(self._request_bytes)},
         )
         response = await admin.create_topics([topic])
         for name, code, *rest in response.topic_errors:
@@ -301,7 +314,8 @@ class KafkaLog:
             raise LogError(f"cannot create Kafka topic {self._topic!r}: {message}")
 
     async def _check_retention(self, admin: AIOKafkaAdminClient) -> None:
-        """Refuse a topic that deletes or compacts records: audit and rebuild need all of them."""
+        """Refuse a topic that deletes records sooner than ``log_retention`` (by time or by
+        size) or compacts them: snapshots plus the retained window must replay to the state."""
         responses = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, self._topic)]
         )
@@ -310,14 +324,25 @@ class KafkaLog:
             for resource in response.resources:
                 for entry in resource[4]:
                     configs[entry[0]] = entry[1]
-        bad = [f"{name}={configs[name]}" for name in ("retention.ms", "retention.bytes")
-               if configs.get(name) not in (None, "-1")]
+        bad = []
+        if configs.get("retention.bytes") not in (None, "-1"):
+            bad.append(f"retention.bytes={configs['retention.bytes']}")
+        retention = configs.get("retention.ms")
+        if retention not in (None, "-1"):
+            try:
+                kept_ms = int(str(retention))
+            except ValueError:
+                kept_ms = 0
+            if self._retention_ms is None or kept_ms < self._retention_ms:
+                bad.append(f"retention.ms={retention}")
         if "compact" in str(configs.get("cleanup.policy") or ""):
             bad.append(f"cleanup.policy={configs['cleanup.policy']}")
         if bad:
+            wanted = ("retention.ms=-1 (log_retention is forever)" if self._retention_ms is None
+                      else f"retention.ms=-1 or >= {self._retention_ms} (log_retention)")
             raise LogMismatchError(
                 f"Kafka topic {self._topic!r} would lose records ({', '.join(bad)}); "
-                "a log topic needs retention.ms=-1, retention.bytes=-1 and cleanup.policy=delete"
+                f"a log topic needs {wanted}, retention.bytes=-1 and cleanup.policy=delete"
             )
 
     def _partition(self, partition: int) -> _Partition:
@@ -349,14 +374,71 @@ class KafkaLog:
             metadata = await asyncio.gather(*futures)
         except kerr.KafkaError as exc:
             await asyncio.gather(*futures, return_exceptions=True)
+            if self._health.ok:
+                self._health = LogHealth(False, repr(exc), time.time())
+            else:
+                self._health = self._health._replace(error=repr(exc))
             raise LogError(
                 f"append of {len(values)} records to partition {partition} failed; "
                 f"some may have been written: {exc!r}"
             ) from exc
         offsets = [m.offset for m in metadata]
+        if not self._health.ok:
+            logger.info("appends succeed again after: %s", self._health.error)
+            self._health = LogHealth(True)
         # acks=all: the high watermark has passed every acknowledged record.
         part.end = max(part.end, offsets[-1] + 1)
         return offsets
+
+    # -- retention -------------------------------------------------------------------------
+
+    def health(self) -> LogHealth:
+        return self._health
+
+    async def start_offset(self, partition: int) -> int:
+        """The partition's log start, by ListOffsets(earliest) on the idle client."""
+        part = self._partition(partition)
+        client = self._client
+        if client is None:
+            raise LogError("log is not started")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _METADATA_DEADLINE_S
+        request = OffsetRequest(-1, _READ_UNCOMMITTED,
+                                [(self._topic, [(part.tp.partition, _EARLIEST)])])
+        while True:
+            error: type[kerr.KafkaError] | None = None
+            try:
+                node = client.cluster.leader_for_partition(part.tp)
+                if node is None or node < 0:
+                    raise kerr.LeaderNotAvailableError()
+                response = await client.send(node, request)
+            except _RETRIABLE as exc:
+                error = type(exc)
+            except kerr.KafkaError as exc:
+                raise LogError(f"start offset of partition {partition}: {exc!r}") from exc
+            else:
+                for _topic, partitions in response.topics:
+                    for number, code, *rest in partitions:
+                        if number != part.tp.partition:
+                            continue
+                        error = kerr.for_code(code)
+                        if error is kerr.NoError:
+                            offset = rest[-1]
+                            if isinstance(offset, list):  # v0: a list of offsets
+                                offset = offset[0] if offset else 0
+                            return max(int(offset), 0)
+            if error is not None and not issubclass(error, _RETRIABLE):
+                raise LogError(f"start offset of partition {partition}: {error.__name__}")
+            if loop.time() > deadline:
+                raise LogError(f"start offset of partition {partition} unavailable: {error}")
+            client.force_metadata_update()
+            await asyncio.sleep(0.05)
+
+    async def retain(self, partition: int, keep_from: int, older_than_ms: int) -> Retention:
+        """Nothing to remove here: the broker deletes by the topic's ``retention.ms`` (checked
+        at start to be at least ``log_retention``), which is why snapshots must reach Kafka
+        too. Reports the current start."""
+        return Retention(await self.start_offset(partition))
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -514,9 +596,12 @@ class KafkaLog:
         try:
             batches = await consumer.getmany(part.tp, timeout_ms=max(1, int(max_wait * 1000)))
         except kerr.OffsetOutOfRangeError as exc:
+            start = await self.start_offset(part.tp.partition)
+            if part.position < start:
+                raise OffsetBelowStartError(part.tp.partition, part.position, start) from exc
             raise LogError(
                 f"partition {part.tp.partition}: offset {part.position} is outside the log "
-                "(below its start: records deleted by retention?)"
+                f"(its start is {start})"
             ) from exc
         except kerr.KafkaError as exc:
             raise LogError(f"read from partition {part.tp.partition} failed: {exc!r}") from exc

@@ -37,6 +37,46 @@ class UnknownPartitionError(LogError, ValueError):
     """A partition number outside ``range(partitions)``."""
 
 
+class OffsetBelowStartError(LogError):
+    """A read below the partition's log start: those records were removed by retention.
+
+    Never a silent skip: the caller restores a snapshot at or above ``start_offset`` (or tells
+    the operator what is retained) instead of folding a log with a hole in it.
+    """
+
+    def __init__(self, partition: int, offset: int, start_offset: int) -> None:
+        super().__init__(
+            f"partition {partition}: offset {offset} is below the log start {start_offset} "
+            "(older records were removed by retention; restore a snapshot at or after "
+            f"offset {start_offset})"
+        )
+        self.partition = partition
+        self.offset = offset
+        self.start_offset = start_offset
+
+
+class Retention(NamedTuple):
+    """What one ``Log.retain`` call removed, and where the partition starts now."""
+
+    start_offset: int  # the partition's log start after the call
+    removed_records: int = 0
+    removed_bytes: int = 0
+    removed_segments: int = 0
+    archived: bool = False  # True if the removed segments went to the archive directory
+
+
+class LogHealth(NamedTuple):
+    """Whether the log accepts writes now, and the last write error if it does not.
+
+    ``ok`` turns False when a commit round fails (disk full, I/O error) and True again as soon
+    as a later round (or the log's own retry) writes and syncs successfully.
+    """
+
+    ok: bool
+    error: str | None = None
+    since: float | None = None  # time.time() of the first failure of the current outage
+
+
 def checked_records(records: Sequence[bytes], max_record_bytes: int) -> list[bytes]:
     """Every record as bytes, or an exception before anything is written: all or nothing."""
     values: list[bytes] = []
@@ -86,7 +126,29 @@ class Log(Protocol):
         ...
 
     async def end_offset(self, partition: int) -> int:
-        """The offset the next durable record will get (= count of durable records)."""
+        """The offset the next durable record will get."""
+        ...
+
+    async def start_offset(self, partition: int) -> int:
+        """The log start: the lowest offset still readable (0 until retention removes any).
+
+        Persisted: it never moves backwards across restarts. ``read`` below it raises
+        ``OffsetBelowStartError``.
+        """
+        ...
+
+    async def retain(self, partition: int, keep_from: int, older_than_ms: int) -> Retention:
+        """Remove (or archive) the oldest records, whole segments at a time, but only those
+        below ``keep_from`` (the offset the oldest retained snapshot resumes at) AND appended
+        before ``older_than_ms`` (ms since the epoch, by the log's own clock: the caller passes
+        ``now - log_retention``). Never removes a record at or above ``keep_from``; removing
+        nothing is a normal answer. KafkaLog leaves removal to the broker's ``retention.ms``
+        and only reports the start.
+        """
+        ...
+
+    def health(self) -> LogHealth:
+        """The log's write health, cheap and synchronous (for ping and health endpoints)."""
         ...
 
     async def wait(self, partition: int, offset: int, timeout: float | None = None) -> int:

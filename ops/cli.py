@@ -219,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the address other nodes reach this node at: http://host:port or "
                            "host:port (default: http://HOST:PORT)")
     node.add_argument("--config", default=None, help="settings file (TOML)")
+    node.add_argument("--insecure-cluster", action="store_true",
+                      help="start without MARCONI_CLUSTER_SECRET: node-to-node paths "
+                           "(/_marconi/) are then open to anyone who reaches the port — "
+                           "for tests on loopback only")
     node.set_defaults(func=_node)
 
     digest = add("digest", help="hash of the whole projected state")

@@ -15,8 +15,10 @@ settings); these environment variables tune it and are removed before settings a
 * ``MARCONI_REBALANCE_TIMEOUT_MS`` (max(session, 10000)).
 * ``MARCONI_FORWARD_CONNECT_TIMEOUT`` (1.0 s): an owner that does not accept a connection
   in this time is treated as gone (503 with Retry-After).
-* ``MARCONI_CLUSTER_SECRET`` (unset): when set (the same on every node), node-to-node calls
-  under ``/_marconi/`` carry it and a node refuses those without it.
+* ``MARCONI_CLUSTER_SECRET`` (required): the same on every node; node-to-node calls under
+  ``/_marconi/`` carry it and a node refuses those without it (403). ``marconi node`` does
+  not start without it unless ``--insecure-cluster`` is given (tests on loopback only):
+  those paths read any tenant's queue and append commands.
 
 Shutdown (SIGTERM/SIGINT): leave the group first (the others take over in one rebalance, not
 after a session timeout), let in-flight requests finish, then stop the runner, the log and
@@ -163,7 +165,7 @@ async def run_node(settings: Settings, options: ClusterOptions,
         zaqar = create_app(settings, gateway, status=node_status,
                            metrics=Metrics(log=log, status=node_status))
         app = cluster_app(zaqar, internal_app(gateway, runner, store, status,
-                                              secret=options.secret))
+                                              settings=settings, secret=options.secret))
         await membership.start()
         url = f"http://{settings.host}:{settings.port}"
         logger.info("node %s serving on %s (topic %s, %d partitions, group %s, data %s)",
@@ -238,6 +240,29 @@ def options_from(args: argparse.Namespace, knobs: Mapping[str, str]) -> ClusterO
     )
 
 
+MIN_SECRET_LENGTH = 16
+
+
+def secret_refusal(options: ClusterOptions, *, insecure: bool) -> str | None:
+    """Why this node must not start with its cluster secret, or None.
+
+    ``/_marconi/`` reads every tenant's queues and appends commands: it is closed unless the
+    operator explicitly opens it (``--insecure-cluster``, for tests on loopback)."""
+    if options.secret is None:
+        if insecure:
+            logger.warning("--insecure-cluster: /_marconi/ node-to-node paths are open to "
+                           "anyone who can reach this node")
+            return None
+        return ("MARCONI_CLUSTER_SECRET is not set: node-to-node paths (/_marconi/) would be "
+                "open to anyone who can reach this node. Set the same secret on every node "
+                "(e.g. python -c 'import secrets; print(secrets.token_hex(16))'), or pass "
+                "--insecure-cluster for a test on loopback.")
+    if len(options.secret) < MIN_SECRET_LENGTH:
+        return (f"MARCONI_CLUSTER_SECRET is too short: use at least {MIN_SECRET_LENGTH} "
+                "characters.")
+    return None
+
+
 def node(args: argparse.Namespace) -> int:
     """Entry point of ``marconi node`` (flags override the file and the environment)."""
     settings_env, knobs = split_env(os.environ)
@@ -249,6 +274,10 @@ def node(args: argparse.Namespace) -> int:
             options, advertise=advertised(options.advertise, settings.host, settings.port))
     except (SettingsError, ValueError) as exc:
         print(f"marconi: {exc}", file=sys.stderr)
+        return 2
+    refusal = secret_refusal(options, insecure=getattr(args, "insecure_cluster", False))
+    if refusal:
+        print(f"marconi: {refusal}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(run_node(settings, options))

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from projections import keys as K
-from projections.apply import get_queue, read_meta
+from projections.rules.state import get_queue, read_meta
 from projections.store import View
 
 

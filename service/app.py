@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from service import claims, history, messages, queues, subscriptions, system
+from service import claims, history, messages, queues, subscriptions, system, v1, versions
 from service.errors import EXCEPTION_HANDLERS
 from service.keystone import TokenValidator, validator_from
 from service.metrics import Metrics, NodeStatus, RequestMetrics
@@ -31,13 +32,17 @@ from service.types import Gateway
 if TYPE_CHECKING:
     from ops.settings import Settings
 
+API_VERSIONS = versions.IDS
+
 Q = "/v2/queues/{queue_name}"
 
 
-def build_routes(admin_mode: bool, *, with_history: bool = False) -> list[BaseRoute]:
+def build_routes(admin_mode: bool, *, with_history: bool = False,
+                 api_versions: Sequence[str] = API_VERSIONS) -> list[BaseRoute]:
     """Every routed path. Topics, pools and flavors are not routed: they answer 404
     (topics are optional, pooling is off — zaqar-api.md §8.13, §9). The history route is
-    Marconi's own (admin role, any ``admin_mode``) and exists when a reader is wired."""
+    Marconi's own (admin role, any ``admin_mode``) and exists when a reader is wired.
+    Only the ``api_versions`` enabled are routed (``/`` always is)."""
     routes: list[BaseRoute] = [
         route("/", GET=system.versions),
         route("/v2/", GET=system.home_document),
@@ -67,6 +72,11 @@ def build_routes(admin_mode: bool, *, with_history: bool = False) -> list[BaseRo
         routes.append(route(f"{Q}/history", GET=history.queue_history))
     if admin_mode:
         routes.append(route("/v2/health", GET=system.health))
+    if "2" not in api_versions:
+        routes = [r for r in routes if not getattr(r, "path", "").startswith("/v2/")]
+    for api in versions.enabled(api_versions):
+        if api is not versions.V2:
+            routes.extend(v1.routes(api, admin_mode))
     return routes
 
 
@@ -82,13 +92,15 @@ def create_app(settings: Settings, gateway: Gateway, *,
     checks, through ``Mount``), from a registry of this app's own. ``keystone`` validates
     tokens for ``auth = "keystone"`` (default: one built from the settings).
     """
-    routes = build_routes(settings.admin_mode, with_history=history_reader is not None)
+    routes = build_routes(settings.admin_mode, with_history=history_reader is not None,
+                          api_versions=settings.enable_api_versions)
     metrics = metrics or Metrics(status=status)
     middleware = [
         Middleware(Mount, internal=metrics.endpoint, prefixes=("/metrics",)),
         Middleware(RequestMetrics, metrics=metrics, access_log=settings.access_log),
         Middleware(RequestId),
         Middleware(Auth, mode=settings.auth, tokens=settings.tokens,
+                   secret_key=settings.secret_key,
                    keystone=keystone or validator_from(settings)),
         Middleware(Routing, routes=routes),
         Middleware(PreSignedUrl, secret_key=settings.secret_key),

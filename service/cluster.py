@@ -30,7 +30,7 @@ import dataclasses
 import hmac
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -47,10 +47,14 @@ from projections.memstore import MemoryStore
 from projections.runner import Runner, digest_partition, wall_ms
 from projections.store import View, ViewStore
 from service.errors import HTTPError, Unavailable, error_response
+from service.forwarded import admit
 from service.gateway import OPERATION_FAILED, READ_FAILED, LocalGateway
 from service.mount import Mount
 from service.responses import JSONResponse
 from service.types import ASGIApp, Outcome, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from ops.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -347,22 +351,27 @@ def _json(content: Any, status: int = 200) -> Response:
 
 
 def internal_app(gateway: ClusterGateway, runner: Runner, store: View,
-                 status: Callable[[], Mapping[str, Any]], *,
-                 secret: str | None = None) -> ASGIApp:
+                 status: Callable[[], Mapping[str, Any]], *, settings: Settings,
+                 secret: str | None) -> ASGIApp:
     """``/_marconi/``: execute, queues (index of a partition), queue (one queue's state),
     status, ready, digest.
 
-    These are node-to-node and operator paths without Zaqar auth: a load balancer in front
-    must not expose them (compose.yaml's nginx answers 404 for them). With ``secret`` set,
-    every path but ``status`` and ``ready`` (read-only, no queue data) also needs the
+    These are node-to-node and operator paths without Zaqar auth, closed by the cluster
+    secret: every path but ``status`` and ``ready`` (read-only, no queue data) needs the
     ``x-marconi-cluster-secret`` header the nodes send each other (403 otherwise).
+    ``secret=None`` leaves them open — only ``marconi node --insecure-cluster`` asks for
+    that. A load balancer in front must not expose them either (compose.yaml's nginx answers
+    404). Whatever the secret, a forwarded command is validated and re-stamped like a
+    request (``service.forwarded.admit``) before it can reach the log.
     """
 
     async def execute(request: Request) -> Response:
         try:
-            cmd = decode(await request.body())
+            cmd = admit(decode(await request.body()), settings)
         except CommandDecodeError as exc:
             return error_response(400, "Invalid API request", str(exc))
+        except HTTPError as exc:
+            return exc.response()
         try:
             outcome = await gateway.execute_here(cmd)
         except HTTPError as exc:

@@ -6,11 +6,13 @@ the access log line):
 
 1. ``RequestId`` — ``x-openstack-request-id`` on every response (and in every log line
    written meanwhile, via ``request_id_var``); unknown errors become 500.
-2. ``Auth`` — static tokens (401) or noauth's X-Roles; skipped for ``/`` and signed requests.
+2. ``Auth`` — static tokens (401) or noauth's X-Roles; ``/`` is open; a request carrying
+   ``URL-Signature`` is authenticated by a valid signature only (else 404), in every mode.
    It wraps everything else, like keystonemiddleware wraps Zaqar (§1.2).
 3. ``Routing`` — 404 for unknown paths, 200 + ``Allow`` for OPTIONS (no checks, §1.1); it
    records the route template (``state["route"]``) that labels metrics.
-4. ``PreSignedUrl`` — a ``URL-Signature`` must verify, else 404.
+4. ``PreSignedUrl`` — a ``URL-Signature`` that ``Auth`` did not verify is 404 (defence in
+   depth: no auth mode can pass one on).
 5. ``FormEncodedRejection`` — 400 for form bodies.
 6. ``AcceptJson`` — 406 with an empty body.
 7. ``ClientId`` — required, UUID in strict mode.
@@ -41,6 +43,7 @@ from service.errors import INTERNAL, error_response, route_not_found
 from service.routing import Resource, method_not_allowed
 from service.types import ASGIApp, Message, Receive, Scope, Send
 from service.validation import valid_project, valid_queue_name
+from service.versions import GLOBAL_PROJECT
 
 if TYPE_CHECKING:
     from service.keystone import TokenValidator
@@ -145,6 +148,7 @@ class Routing:
         st = state(scope)
         st["allowed"] = resource.allowed
         st["path_params"] = params
+        st["api"] = resource.api  # the version's pipeline rules (None: v2's)
         await self.app(scope, receive, send)
 
 
@@ -170,17 +174,32 @@ def _replace_header(scope: Scope, name: bytes, value: str) -> Scope:
 
 
 class Auth:
-    """``auth = "token"``: X-Auth-Token must be a configured token (else 401); the token's
-    project, when it has one, replaces X-Project-ID and its roles replace X-Roles.
-    ``auth = "none"``: X-Roles is trusted, like upstream without Keystone (§1.3)."""
+    """Who the caller is, before anything else looks at the request (§1.2, §7).
+
+    * ``GET /`` (version discovery) is open.
+    * A request carrying ``URL-Signature`` — present at all, even empty — is authenticated by
+      that signature alone, in every mode: it must verify (``signing.verify``) or the answer
+      is 404. It gets no roles.
+    * Otherwise the mode decides (``authenticate_<mode>``): ``"none"`` trusts X-Roles like
+      upstream without Keystone; ``"token"`` wants a configured X-Auth-Token (else 401) whose
+      project, when it has one, replaces X-Project-ID and whose roles replace X-Roles.
+
+    A mode is one method taking ``(scope, headers)`` and returning the scope to pass on or a
+    response to answer with; another mode plugs in as another method.
+    """
 
     def __init__(self, app: ASGIApp, *, mode: str = "none",
-                 tokens: Mapping[str, Any] | None = None,
+                 tokens: Mapping[str, Any] | None = None, secret_key: str | None = None,
                  keystone: TokenValidator | None = None, **options: Any) -> None:
         self.app = app
         self.mode = mode
         self.tokens = dict(tokens or {})
+        self.secret_key = secret_key
         self.keystone = keystone  # auth = "keystone" (service/keystone.py)
+        authenticate = getattr(self, f"authenticate_{mode}", None)
+        if authenticate is None:
+            raise ValueError(f"unknown auth mode {mode!r}")
+        self.authenticate = authenticate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -189,67 +208,85 @@ class Auth:
         headers = Headers(scope=scope)
         st = state(scope)
         st["roles"] = []
-        if scope["path"] == ROOT or "url-signature" in headers:
+        st["signed"] = False
+        if scope["path"] == ROOT:
             await self.app(scope, receive, send)
             return
-        if self.mode == "none":
-            st["roles"] = _roles(headers.get("x-roles", ""))
+        if "url-signature" in headers:
+            if not signed_request_valid(scope, headers, self.secret_key):
+                await route_not_found()(scope, receive, send)
+                return
+            st["signed"] = True
             await self.app(scope, receive, send)
             return
-        if self.mode == "keystone":
-            await self._keystone(scope, receive, send, headers)
+        outcome = await self.authenticate(scope, headers)
+        if isinstance(outcome, Response):
+            await outcome(scope, receive, send)
             return
+        await self.app(outcome, receive, send)
+
+    async def authenticate_none(self, scope: Scope, headers: Headers) -> Scope | Response:
+        state(scope)["roles"] = _roles(headers.get("x-roles", ""))
+        return scope
+
+    async def authenticate_token(self, scope: Scope, headers: Headers) -> Scope | Response:
         grant = self.tokens.get(headers.get("x-auth-token", ""))
         if grant is None:
-            response = error_response(
-                401, "Unauthorized", "The request you have made requires authentication.",
-                {"WWW-Authenticate": "Token"})
-            await response(scope, receive, send)
-            return
-        st["roles"] = [r.lower() for r in grant.roles]
+            return unauthorized()
+        state(scope)["roles"] = [r.lower() for r in grant.roles]
         if grant.project:
             scope = _replace_header(scope, b"x-project-id", grant.project)
-        await self.app(scope, receive, send)
+        return scope
 
-
-    async def _keystone(self, scope: Scope, receive: Receive, send: Send,
-                        headers: Headers) -> None:
+    async def authenticate_keystone(self, scope: Scope, headers: Headers) -> Scope | Response:
+        """The token's project and roles, as Keystone validated them (service/keystone.py)."""
         assert self.keystone is not None, 'auth = "keystone" needs a TokenValidator'
         found = await self.keystone.authenticate(headers)
         if isinstance(found, Response):
-            await found(scope, receive, send)
-            return
+            return found
         state(scope)["roles"] = list(found.roles)
         assert found.project is not None
-        await self.app(_replace_header(scope, b"x-project-id", found.project), receive, send)
+        return _replace_header(scope, b"x-project-id", found.project)
+
+
+def unauthorized() -> Response:
+    """401 as keystonemiddleware answers it."""
+    return error_response(
+        401, "Unauthorized", "The request you have made requires authentication.",
+        {"WWW-Authenticate": "Token"})
 
 
 def _roles(raw: str) -> list[str]:
     return [role.strip().lower() for role in raw.split(",") if role.strip()]
 
 
+def signed_request_valid(scope: Scope, headers: Headers, secret_key: str | None) -> bool:
+    """Whether the request's ``URL-*`` headers are a valid, unexpired share for it."""
+    return signing.verify(
+        secret_key, method=scope["method"], path=scope["path"],
+        project=headers.get("x-project-id"), signature_header=headers.get("url-signature", ""),
+        expires_header=headers.get("url-expires"),
+        methods_header=headers.get("url-methods", ""),
+        paths_header=headers.get("url-paths", ""),
+        now=datetime.now(UTC).replace(tzinfo=None))
+
+
 class PreSignedUrl(_Check):
-    """A request carrying ``URL-Signature`` must match a share token exactly, else 404 (§7)."""
+    """Second line behind ``Auth``: a request carrying ``URL-Signature`` that ``Auth`` did not
+    mark as verified is 404 (§7), so no auth mode can let an unverified signature through."""
 
     def __init__(self, app: ASGIApp, *, secret_key: str | None = None, **options: Any) -> None:
         super().__init__(app)
         self.secret_key = secret_key
 
     def check(self, scope: Scope, headers: Headers) -> Response | None:
-        signature = headers.get("url-signature")
-        if not signature:
+        if "url-signature" not in headers:
             return None
-        ok = signing.verify(
-            self.secret_key, method=scope["method"], path=scope["path"],
-            project=headers.get("x-project-id"), signature_header=signature,
-            expires_header=headers.get("url-expires"),
-            methods_header=headers.get("url-methods", ""),
-            paths_header=headers.get("url-paths", ""),
-            now=datetime.now(UTC).replace(tzinfo=None))
-        if not ok:
-            return route_not_found()
-        state(scope)["signed"] = True
-        return None
+        st = state(scope)
+        if st.get("signed") and signed_request_valid(scope, headers, self.secret_key):
+            return None
+        st["signed"] = False
+        return route_not_found()
 
 
 class FormEncodedRejection(_Check):
@@ -322,10 +359,14 @@ class ClientId(_Check):
         if scope["path"] == ROOT:
             return None
         raw = headers.get("client-id")
-        if not raw:
+        api = state(scope).get("api")
+        optional = api is not None and not api.client_id_required  # v1.0: UUID if present
+        if raw is None and optional:
+            return None
+        if not raw and not optional:
             return error_response(400, "Missing header value",
                                   'The "Client-Id" header is required.')
-        if self.mode == "strict":
+        if self.mode == "strict" or optional:
             try:
                 client_id = str(uuid.UUID(raw))
             except ValueError:
@@ -345,6 +386,10 @@ class ProjectId(_Check):
         if scope["path"] == ROOT:
             return None
         project = headers.get("x-project-id")
+        api = state(scope).get("api")
+        if project is None and api is not None and not api.project_required:
+            state(scope)["project"] = GLOBAL_PROJECT  # v1.0's namespace without a project
+            return None
         if project is None:
             return error_response(400, "Project-Id Missing",
                                   "The header X-PROJECT-ID was missing")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from datetime import datetime
 
 from service.errors import HTTPError
@@ -39,10 +38,13 @@ def verify(secret: str | None, *, method: str, path: str, project: str | None,
            paths_header: str, now: datetime) -> bool:
     """Whether a request's ``URL-*`` headers authorise ``method`` on ``path`` now (§7).
 
-    The signature is checked before the paths are used as regular expressions, so an
-    unsigned header can never make the server run a pattern of the caller's choosing.
+    Anything short of a valid, unexpired signature over these very headers is False: an
+    empty or blank signature, missing ``URL-Expires``/``URL-Methods``/``URL-Paths``, an
+    unparseable date. Paths are compared as text (``covers``), never as regular expressions.
     """
-    if secret is None or not expires_header:
+    if not secret or not signature_header.strip() or not expires_header:
+        return False
+    if not methods_header or not paths_header:
         return False
     methods = methods_header.split(",")
     paths = paths_header.split(",")
@@ -53,12 +55,20 @@ def verify(secret: str | None, *, method: str, path: str, project: str | None,
     except HTTPError:  # unparseable or past
         return False
     expected = create(secret, paths, methods, project, expires)["signature"]
-    if not hmac.compare_digest(str(expected), signature_header):
+    given = signature_header.encode("latin-1", "replace")
+    if not hmac.compare_digest(str(expected).encode(), given):
         return False
-    for pattern in paths:
-        try:
-            if re.search(pattern, path):
-                return True
-        except re.error:
-            continue
-    return False
+    return any(covers(signed, path) for signed in paths)
+
+
+def covers(signed: str, path: str) -> bool:
+    """A signed path authorises itself and the resources beneath it (``…/messages`` covers
+    ``…/messages/{id}``), compared as plain text on a ``/`` boundary.
+
+    Upstream uses each signed path as a regular expression (``re.search``), so a share for
+    queue ``a.b`` also opened ``aXb`` and ``/x/v2/queues/q/messages``; Marconi deliberately
+    does not (README, "Security").
+    """
+    if not signed:
+        return False
+    return path == signed or path.startswith(signed.rstrip("/") + "/")

@@ -112,8 +112,44 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+MAX_JSON_DEPTH = 64
+TOO_DEEP = f"JSON is nested too deeply (more than {MAX_JSON_DEPTH} levels)."
+
+
+def json_depth_exceeds(doc: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``doc`` nests arrays/objects more than ``limit`` levels (iterative: no
+    recursion, so no document can exhaust the stack here).
+
+    One limit for every body (messages, metadata, PATCH values, subscription options), well
+    below the 254 levels orjson can encode: whatever is accepted is stored and rendered back
+    inside a few more levels of envelope (a queue list, a claim), so it is always readable.
+    """
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, dict | list))
+    return False
+
+
+def check_depth(doc: Any) -> Any:
+    """``doc``, or 400 Invalid request body if it nests deeper than ``MAX_JSON_DEPTH``."""
+    if json_depth_exceeds(doc):
+        raise bad_body(TOO_DEEP)
+    return doc
+
+
 def parse_json(raw: bytes) -> Any:
-    """A JSON object or array; every integer in signed 64-bit range (§1.4).
+    """A JSON object or array; every integer in signed 64-bit range (§1.4); at most
+    ``MAX_JSON_DEPTH`` levels deep.
 
     orjson is fast but turns integers past 64 bits into floats silently, so a document with
     a run of 19+ digits is re-read by the stdlib parser with an integer range check.
@@ -131,7 +167,7 @@ def parse_json(raw: bytes) -> Any:
             raise bad_body(UNPARSEABLE) from None
     if not isinstance(doc, dict | list):
         raise bad_body(UNPARSEABLE)
-    return doc
+    return check_depth(doc)
 
 
 def parse_required(raw: bytes, request: Request) -> Any:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -72,6 +73,10 @@ class LocalCluster:
     group: str = field(default_factory=lambda: f"marconi-{uuid.uuid4().hex[:8]}")
     log_level: str = "INFO"
     env: dict[str, str] = field(default_factory=dict)  # extra environment of every node
+    # The shared node-to-node secret every node gets (``env`` may override it); a node does
+    # not start without one unless ``insecure`` passes ``--insecure-cluster``.
+    secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    insecure: bool = False
     broker: BrokerHandle | None = None
     nodes: dict[str, NodeProcess] = field(default_factory=dict)
 
@@ -93,13 +98,18 @@ class LocalCluster:
         env.pop("MARCONI_SESSION_TIMEOUT_MS", None)
         if self.session_timeout_ms is not None:
             env["MARCONI_SESSION_TIMEOUT_MS"] = str(self.session_timeout_ms)
+        env.pop("MARCONI_CLUSTER_SECRET", None)
+        if not self.insecure:
+            env["MARCONI_CLUSTER_SECRET"] = self.secret
         env.update(self.env)
+        insecure = ["--insecure-cluster"] if self.insecure else []
         with open(node.log_path, "ab") as out:
             node.process = subprocess.Popen(
                 [sys.executable, "-m", "ops.cli", "--log-level", self.log_level, "node",
                  "--kafka", self.bootstrap, "--topic", self.topic,
                  "--partitions", str(self.partitions), "--group", self.group,
-                 "--data", str(node.data), "--host", "127.0.0.1", "--port", str(node.port)],
+                 "--data", str(node.data), "--host", "127.0.0.1", "--port", str(node.port),
+                 *insecure],
                 cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from log import LogCorruptError, LogLockedError, LogMismatchError, Record
+from log import LogCorruptError, LogLockedError, LogMismatchError, OffsetBelowStartError, Record
 from log.filelog import FileLog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,3 +207,72 @@ async def test_a_cancelled_append_does_not_fail_the_others_in_its_round(tmp_path
         assert isinstance(results[3], asyncio.CancelledError)
         assert all(isinstance(r, list) for i, r in enumerate(results) if i != 3)
         assert await log.end_offset(0) + await log.end_offset(1) == 20  # it was written anyway
+
+
+async def _fill(log: FileLog, partition: int, count: int, size: int = 100) -> list[bytes]:
+    values = [f"{i:06d}".encode() + os.urandom(size) for i in range(count)]
+    for v in values:
+        await log.append(partition, [v])
+    return values
+
+
+async def test_retention_removes_only_old_sealed_segments_below_keep_from(tmp_path: Path) -> None:
+    now = [1_000_000]
+    async with FileLog(tmp_path, 2, segment_bytes=2000, clock=lambda: now[0]) as log:
+        old = await _fill(log, 0, 100)  # appended at t=1,000,000
+        now[0] = 2_000_000
+        new = await _fill(log, 0, 50)
+        await _fill(log, 1, 30)
+        segments_before = len(_segments(tmp_path))
+        # Below keep_from=60 but only what was appended before t=1,500,000 may go.
+        result = await log.retain(0, 60, 1_500_000)
+        assert 0 < result.start_offset <= 60
+        assert result.removed_records == result.start_offset
+        assert result.removed_segments == segments_before - len(_segments(tmp_path))
+        start = await log.start_offset(0)
+        assert start == result.start_offset
+        with pytest.raises(OffsetBelowStartError) as err:
+            await log.read(0, start - 1, 10)
+        assert err.value.start_offset == start and err.value.offset == start - 1
+        got = await log.read(0, start, 1000)
+        assert [r.value for r in got] == (old + new)[start:]
+        # keep_from beyond everything old: every sealed segment of the old records goes, but
+        # never one holding a record appended at or after the cutoff.
+        result = await log.retain(0, 150, 1_500_000)
+        assert result.start_offset <= 100
+        assert (await log.read(0, 100, 1))[0].value == new[0]
+        assert await log.start_offset(1) == 0  # other partitions untouched
+        start = await log.start_offset(0)
+    async with FileLog(tmp_path) as log:  # the start is persisted
+        assert await log.start_offset(0) == start
+        with pytest.raises(OffsetBelowStartError):
+            await log.read(0, 0, 1)
+        assert await log.end_offset(0) == 150
+        assert await log.append(0, [b"next"]) == [150]
+
+
+async def test_retention_archives_segments_compressed(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    async with FileLog(tmp_path / "log", 1, segment_bytes=2000, archive_dir=archive,
+                       clock=lambda: 5) as log:
+        values = await _fill(log, 0, 100)
+        result = await log.retain(0, 100, 10)
+        assert result.archived and result.removed_segments > 0
+    from log.archive import read_archive
+
+    archived = list(read_archive(archive, 0))
+    assert [r.offset for r in archived] == list(range(result.start_offset))
+    assert [r.value for r in archived] == values[: result.start_offset]
+
+
+async def test_interrupted_retention_is_finished_on_open(tmp_path: Path) -> None:
+    """A crash after the new start was persisted but before the files were deleted."""
+    async with FileLog(tmp_path, 1, segment_bytes=2000, clock=lambda: 5) as log:
+        await _fill(log, 0, 100)
+    segs = _segments(tmp_path)
+    new_start = int(segs[2].stem)
+    (tmp_path / "p0000" / "START").write_text(f'{{"start_offset": {new_start}}}')
+    async with FileLog(tmp_path) as log:
+        assert await log.start_offset(0) == new_start
+        assert len(await log.read(0, new_start, 1000)) == 100 - new_start
+    assert _segments(tmp_path) == segs[2:]

@@ -114,6 +114,28 @@ async def test_a_topic_that_deletes_records_is_refused(
         await log.start()
 
 
+async def test_topic_retention_follows_log_retention(
+    kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    """Created with retention.ms = log_retention; an existing topic may keep records longer
+    (or forever) but never shorter than the setting."""
+    week_ms = 7 * 24 * 3600 * 1000
+    log = KafkaLog(kafka_bootstrap, kafka_topic, 1, retention_ms=week_ms)
+    await log.start()
+    await log.stop()
+    _, configs = await _topic_facts(kafka_bootstrap, kafka_topic)
+    assert configs["retention.ms"] == str(week_ms)
+    longer = KafkaLog(kafka_bootstrap, kafka_topic, 1, retention_ms=week_ms // 7)
+    await longer.start()  # keeps 7 d where 1 d is needed: fine
+    await longer.stop()
+    shorter = KafkaLog(kafka_bootstrap, kafka_topic, 1, retention_ms=week_ms * 2)
+    with pytest.raises(LogMismatchError, match=rf"retention\.ms={week_ms}\b"):
+        await shorter.start()
+    forever = KafkaLog(kafka_bootstrap, kafka_topic, 1)
+    with pytest.raises(LogMismatchError, match="log_retention is forever"):
+        await forever.start()
+
+
 async def test_concurrent_appends_get_dense_offsets_and_read_back_in_order(
     open_log: OpenLog,
 ) -> None:

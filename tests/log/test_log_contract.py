@@ -160,3 +160,27 @@ async def test_async_with_starts_and_stops(tmp_path: Path) -> None:
     async with FileLog(tmp_path / "l") as log:
         assert log.partitions == 2
         assert await log.read(0, 0, 10) == [Record(0, b"a")]
+
+
+async def test_a_new_log_starts_at_zero_and_is_healthy(make_log: MakeLog) -> None:
+    log = await make_log(2)
+    assert await log.start_offset(0) == 0
+    await log.append(1, [b"a", b"b"])
+    assert await log.start_offset(1) == 0
+    assert log.health().ok
+    with pytest.raises(UnknownPartitionError):
+        await log.start_offset(2)
+
+
+async def test_retain_never_removes_at_or_above_keep_from(make_log: MakeLog) -> None:
+    """Retention gives up records only below the caller's snapshot offset: with keep_from=0
+    nothing may go, however old the records are (FileLog rolls 64 MiB segments here, so this
+    is the 'nothing sealed yet' case; test_filelog covers removal across sealed segments)."""
+    log = await make_log(1)
+    await log.append(0, [f"r{i}".encode() for i in range(20)])
+    far_future_ms = 2**62
+    result = await log.retain(0, 0, far_future_ms)
+    assert result.start_offset == 0 and result.removed_records == 0
+    result = await log.retain(0, 20, 0)  # nothing is older than the epoch
+    assert result.start_offset == 0 and result.removed_records == 0
+    assert [r.value for r in await log.read(0, 0, 100)] == [f"r{i}".encode() for i in range(20)]

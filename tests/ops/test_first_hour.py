@@ -255,7 +255,7 @@ def test_a_bare_host_port_advertise_is_what_other_nodes_see(kafka_bootstrap: str
         [sys.executable, "-m", "ops.cli", "--log-level", "WARNING", "node", "--kafka",
          kafka_bootstrap, "--topic", f"adv-{uuid.uuid4().hex[:8]}", "--partitions", "2",
          "--group", f"adv-{uuid.uuid4().hex[:8]}", "--data", str(tmp_path / "n"), "--port",
-         str(port), "--advertise", f"127.0.0.1:{port}"], cwd=ROOT,
+         str(port), "--advertise", f"127.0.0.1:{port}", "--insecure-cluster"], cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 90

@@ -1,0 +1,185 @@
+"""The message and claim indexes, kept right together: free list, expiry, claim lists.
+
+Messages and claims point at each other (a claim lists its messages, a message names its
+claim), so the primitives that keep both consistent live here, below both resource modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from projections import keys as K
+from projections.overlay import Overlay
+from projections.rules.state import (
+    MAX_SECONDS,
+    Context,
+    claim_expiry_keys,
+    claim_key,
+    dumps,
+    expiry_keys,
+    get_claim,
+    loads,
+    msg_key,
+    scope,
+)
+from projections.store import View
+
+
+def put_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
+                 seq: int, msg: dict[str, Any], *, index: bool) -> None:
+    tx.put(msg_key(ctx, project, name, q, seq), dumps(msg))
+    if index:
+        for key in expiry_keys(ctx, project, name, q["inc"], msg["e"], seq):
+            tx.put(key, b"")
+
+
+def set_expiry(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any], seq: int,
+                msg: dict[str, Any], expires: int) -> None:
+    for key in expiry_keys(ctx, project, name, q["inc"], msg["e"], seq):
+        tx.delete(key)
+    msg["e"] = expires
+    for key in expiry_keys(ctx, project, name, q["inc"], expires, seq):
+        tx.put(key, b"")
+
+
+def find_message(tx: View, ctx: Context, project: str, name: str, q: dict[str, Any],
+                  message_id: str) -> tuple[int, dict[str, Any]] | None:
+    raw = tx.get(scope(ctx, K.MSGID, project, name, q) + message_id.encode())
+    if raw is None:
+        return None
+    seq = K.U64.unpack(raw)[0]
+    body = tx.get(msg_key(ctx, project, name, q, seq))
+    return None if body is None else (seq, loads(body))
+
+
+def remove_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
+                    seq: int, msg: dict[str, Any], *, detach_claim: bool = True) -> None:
+    """Delete a message with every index entry; keeps the queue count and claim list right."""
+    tx.delete(msg_key(ctx, project, name, q, seq))
+    tx.delete(scope(ctx, K.MSGID, project, name, q) + msg["id"].encode())
+    tx.delete(scope(ctx, K.FREE, project, name, q) + K.u64(seq))
+    for key in expiry_keys(ctx, project, name, q["inc"], msg["e"], seq):
+        tx.delete(key)
+    q["count"] -= 1
+    if detach_claim and msg.get("k"):
+        key = claim_key(ctx, project, name, q, msg["k"])
+        raw = tx.get(key)
+        if raw is not None:
+            claim = loads(raw)
+            if seq in claim["m"]:
+                claim["m"].remove(seq)
+                tx.put(key, dumps(claim))
+                per_queue, _ = claim_expiry_keys(ctx, project, name, q["inc"], claim["e"],
+                                                 claim["id"])
+                tx.put(per_queue, K.u64(len(claim["m"])))
+
+
+def for_outcome(msg: dict[str, Any]) -> dict[str, Any]:
+    """What an outcome keeps of a message: enough to render it later."""
+    return {"id": msg["id"], "body": msg["body"], "ttl": msg["ttl"], "c": msg["c"]}
+
+
+def append_message(tx: Overlay, ctx: Context, meta: dict[str, Any], project: str, name: str,
+                    q: dict[str, Any], *, message_id: str, body: Any, ttl: int, client_id: str,
+                    delay: int = 0) -> None:
+    """A new message at the tail of the queue: the next sequence of the partition, free."""
+    seq = meta["seq"]
+    meta["seq"] = seq + 1
+    msg = {"id": message_id, "body": body, "ttl": ttl, "c": ctx.now, "e": ctx.now + ttl * 1000,
+           "cl": client_id, "d": ctx.now + delay * 1000 if delay else 0,
+           "k": None, "ke": 0, "n": 0}
+    put_message(tx, ctx, project, name, q, seq, msg, index=True)
+    tx.put(scope(ctx, K.MSGID, project, name, q) + message_id.encode(), K.u64(seq))
+    tx.put(scope(ctx, K.FREE, project, name, q) + K.u64(seq), b"")
+    q["count"] += 1
+
+
+def take_free(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
+               limit: int, *, include_delayed: bool = False) -> list[tuple[int, dict[str, Any]]]:
+    """Up to ``limit`` of the oldest claimable messages; expired ones met on the way are removed.
+
+    Claims that expired by now are released first, so their messages take their FIFO place.
+    """
+    expire_claims(tx, ctx, project, name, q)
+    free_scope = scope(ctx, K.FREE, project, name, q)
+    taken: list[tuple[int, dict[str, Any]]] = []
+    expired: list[tuple[int, dict[str, Any]]] = []
+    # Start at the free-head hint: every free seq is >= it, so the scan never walks over the
+    # tombstones that consumed messages leave at the head of the queue.
+    head = q.get("fh", 0)
+    skipped: int | None = None  # the first delayed message left behind
+    for key, _ in tx.scan(free_scope + K.u64(head), K.prefix_end(free_scope)):
+        if len(taken) >= limit:
+            break
+        seq = K.U64.unpack_from(key, len(free_scope))[0]
+        head = seq + 1
+        raw = tx.get(msg_key(ctx, project, name, q, seq))
+        if raw is None:
+            tx.delete(key)
+            continue
+        msg = loads(raw)
+        if msg["e"] <= ctx.now:
+            expired.append((seq, msg))
+        elif include_delayed or msg["d"] <= ctx.now:
+            taken.append((seq, msg))
+        elif skipped is None:
+            skipped = seq
+    q["fh"] = head if skipped is None else skipped
+    for seq, msg in expired:
+        remove_message(tx, ctx, project, name, q, seq, msg)
+    return taken
+
+
+def put_claim(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
+               claim: dict[str, Any], old_expires: int | None) -> None:
+    if old_expires is not None:
+        for key in claim_expiry_keys(ctx, project, name, q["inc"], old_expires, claim["id"]):
+            tx.delete(key)
+    tx.put(claim_key(ctx, project, name, q, claim["id"]), dumps(claim))
+    per_queue, partition_wide = claim_expiry_keys(ctx, project, name, q["inc"], claim["e"],
+                                                   claim["id"])
+    # The per-queue entry carries how many messages the claim holds, so stats count claimed
+    # messages from this index alone (a live claim's messages never expire: grace, §10.5).
+    tx.put(per_queue, K.u64(len(claim["m"])))
+    tx.put(partition_wide, b"")
+
+
+def drop_claim(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
+             claim: dict[str, Any]) -> None:
+    """Drop a claim; its messages become claimable again (claim counts stay: every claim counts)."""
+    free_scope = scope(ctx, K.FREE, project, name, q)
+    for seq in claim["m"]:
+        key = msg_key(ctx, project, name, q, seq)
+        raw = tx.get(key)
+        if raw is None:
+            continue
+        msg = loads(raw)
+        if msg["k"] == claim["id"]:
+            msg["k"] = None
+            msg["ke"] = 0
+            tx.put(key, dumps(msg))
+            tx.put(free_scope + K.u64(seq), b"")
+            q["fh"] = min(q.get("fh", 0), seq)
+    tx.delete(claim_key(ctx, project, name, q, claim["id"]))
+    for key in claim_expiry_keys(ctx, project, name, q["inc"], claim["e"], claim["id"]):
+        tx.delete(key)
+
+
+def expire_claims(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any]) -> None:
+    prefix = scope(ctx, K.QCLEXP, project, name, q)
+    due = [key[len(prefix) + 8 :].decode()
+           for key, _ in tx.scan(prefix, prefix + K.u64(ctx.now + 1))]
+    for claim_id in due:
+        claim = get_claim(tx, ctx, project, name, q, claim_id)
+        if claim is not None:
+            drop_claim(tx, ctx, project, name, q, claim)
+
+
+def extend_for_grace(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
+                      seq: int, msg: dict[str, Any], claim_ttl: int, grace: int) -> None:
+    """A message that would die before its claim lives until claim expiry + grace."""
+    claim_expires = msg["ke"]
+    grace = min(max(grace, 0), MAX_SECONDS)  # the service validates; keys need u64 times
+    if msg["e"] < claim_expires:
+        set_expiry(tx, ctx, project, name, q, seq, msg, claim_expires + grace * 1000)
+        msg["ttl"] = claim_ttl + grace
