@@ -111,6 +111,13 @@ def _bench_core(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_fuzz(args: argparse.Namespace) -> int:
+    from ops.bench.fuzz import main
+
+    report = main(args.url, cases=args.cases, seed=args.seed)
+    return 1 if report.server_error_count or report.bad_4xx_count else 0
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Shows an option's default after its help, unless the help already names it."""
 
@@ -304,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     bcore.add_argument("--commands", type=int, default=50_000, help="commands folded")
     bcore.add_argument("--partitions", type=int, default=4, help="partitions of the log")
     bcore.set_defaults(func=_bench_core)
+    bfuzz = bench_add(
+        "fuzz", help="schemathesis from /v2/openapi.json: counts of requests, 5xx, bad 4xx")
+    bfuzz.add_argument("url", nargs="?", default=None,
+                       help="server to fuzz; default: start marconi serve on a free port")
+    bfuzz.add_argument("--cases", type=int, default=10_000, help="about this many requests")
+    bfuzz.add_argument("--seed", type=int, default=0,
+                       help="random seed (the same seed replays the same requests)")
+    bfuzz.set_defaults(func=_bench_fuzz)
     _fill_help(parser)
     return parser
 
