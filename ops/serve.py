@@ -241,7 +241,8 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
     listener = listen(settings.host, settings.port)
     try:
         data, partitions = prepare(settings, explicit_partitions)
-        log = FileLog(log_dir(data), partitions)
+        log = FileLog(log_dir(data), partitions, segment_bytes=settings.log_segment_bytes,
+                      archive_dir=settings.log_archive_dir)
         await log.start()
     except BaseException:
         listener.close()
