@@ -955,17 +955,20 @@ class FileLog:
             seg = part.segments[bisect.bisect_right(part.bases, offset) - 1]
             seg_end = min(end, seg.base + seg.count)
             hint = part.hint
+            index = self._index_of(seg)
             if hint is not None and hint[0] == offset and hint[1] is seg:
                 at, pos = offset, hint[2]
             else:
-                rel, pos = self._index_of(seg).floor(offset - seg.base)
+                rel, pos = index.floor(offset - seg.base)
                 at = seg.base + rel
             if seg.read_fd < 0:
                 seg.read_fd = os.open(seg.path, os.O_RDONLY)
             limit = part.durable_size if seg is part.active else seg.size
+            upto = index.after(seg_end - seg.base)
+            expect = (limit if upto is None else min(upto, limit)) - pos
             try:
                 values, pos = read_frames(seg.read_fd, pos, offset - at, seg_end - offset,
-                                          limit, budget)
+                                          limit, budget, expect)
             except (ValueError, OSError) as exc:
                 raise LogCorruptError(
                     f"{seg.path}: record near offset {offset} is damaged: {exc}"

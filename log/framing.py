@@ -117,12 +117,14 @@ def scan_sparse(fh: BinaryIO, start: int, first: int, add: Callable[[int, int], 
 
 
 def read_frames(fd: int, pos: int, skip: int, count: int, limit: int, max_bytes: int,
-                ) -> tuple[list[bytes], int]:
+                expect: int = 0) -> tuple[list[bytes], int]:
     """From byte ``pos`` of ``fd``: skip ``skip`` frames, then decode up to ``count`` (at
     least one, then stopping before ``max_bytes`` of payload); never reads past ``limit``.
 
-    Returns the values and the position just after the last one decoded. Skipped frames are
-    only walked by their lengths; every returned frame has its checksum verified (ValueError).
+    ``expect`` is how many bytes the caller expects to need (its sparse index knows): read in
+    one go when it is right. Returns the values and the position just after the last one
+    decoded. Skipped frames are only walked by their lengths; every returned frame has its
+    checksum verified (ValueError).
     """
     out: list[bytes] = []
     buf = b""
@@ -131,6 +133,8 @@ def read_frames(fd: int, pos: int, skip: int, count: int, limit: int, max_bytes:
     crc32 = zlib.crc32
     unpack = HEADER.unpack_from
     want = 16 * 1024  # read-ahead; doubles with each refill up to 1 MiB (long runs of reads)
+    if expect > 0:
+        buf = os.pread(fd, min(expect, limit - pos, max_bytes + 1024 * 1024), pos)
 
     def cover(start: int, stop: int) -> None:
         """Make ``buf`` hold the file bytes [start, stop) (reading ahead up to ``want``)."""

@@ -66,6 +66,18 @@ class SparseIndex:
             return 0, 0
         return self.offsets[lo - 1], self.positions[lo - 1]
 
+    def after(self, relative: int) -> int | None:
+        """The position of the first entry at or after ``relative`` (None: past the last),
+        an upper bound on where the records before ``relative`` end."""
+        lo, hi = 0, len(self.offsets)
+        while lo < hi:  # bisect_left
+            mid = (lo + hi) // 2
+            if self.offsets[mid] < relative:
+                lo = mid + 1
+            else:
+                hi = mid
+        return self.positions[lo] if lo < len(self.offsets) else None
+
     def truncate(self, count: int) -> None:
         """Drop the entries of records at or after relative offset ``count`` (a rollback)."""
         keep = len(self.offsets)

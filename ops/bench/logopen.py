@@ -53,9 +53,20 @@ def probe(directory: str) -> None:
     print(json.dumps(asyncio.run(run())))
 
 
-def _open(directory: Path, repeat: int) -> dict:
+def _uncover(directory: Path) -> None:
+    """Put a crashed log back as the crash left it: a clean stop of the probe wrote a recovery
+    point (the active segment's index) that a kill -9 never writes."""
+    for part in directory.glob("p*"):
+        segments = sorted(part.glob("*.seg"))
+        if segments:
+            segments[-1].with_suffix(".idx").unlink(missing_ok=True)
+
+
+def _open(directory: Path, repeat: int, crashed: bool = False) -> dict:
     runs = []
     for _ in range(repeat):
+        if crashed:
+            _uncover(directory)
         out = subprocess.run([sys.executable, "-m", "ops.bench.logopen", "--probe",
                               str(directory)], capture_output=True, text=True, check=True)
         runs.append(json.loads(out.stdout))
@@ -114,7 +125,8 @@ def main(gb: float = 1.6, repeat: int = 3, crash_mb: int = 64, partitions: int =
         base = _open(empty, repeat)
         for name, directory in (("empty", empty), (f"{size / 1024**3:.2f} GB, clean stop", big),
                                 (f"{crash_mb} MB active segment, kill -9", crashed)):
-            got = base if directory is empty else _open(directory, repeat)
+            got = base if directory is empty else _open(directory, repeat,
+                                                        crashed=directory is crashed)
             rows.append([name, f"{got['records']:,}", f"{got['seconds'] * 1000:.1f}",
                          f"{(got['seconds'] - base['seconds']) * 1000:+.1f}",
                          f"{got['rss_mb']:.1f}", f"{got['rss_mb'] - base['rss_mb']:+.1f}",
