@@ -50,6 +50,11 @@ def log_dir(data: str | Path) -> Path:
     return Path(data) / "log"
 
 
+def snapshot_dir(data: str | Path) -> Path:
+    """Where the runner keeps its automatic per-partition snapshots (DESIGN.md §8)."""
+    return Path(data) / "snapshots"
+
+
 def store_dir(data: str | Path) -> Path:
     """The current store of a data directory (``STORE`` names it; default ``store/``)."""
     pointer = Path(data) / POINTER
@@ -290,5 +295,7 @@ def rebuild_command(data: str, *, timeout: float = 120.0) -> int:
     if swapped is not None:
         print(f"the running server caught up {swapped['caught_up']} more records and swapped "
               f"to {swapped['store']} in {swapped['seconds']} s; digest at build time:")
-    print(result)
+        print(result)
+    else:
+        print(f"digest: {result}")
     return 0

@@ -34,6 +34,7 @@ from projections.apply import apply_into
 from projections.commands import ImportDeadLetters, OutboxDone, SetRules, Sweep, encode
 from projections.overlay import Overlay
 from projections.rules import versions
+from projections.snapshots import SnapshotStore, Snapshotter, log_start, prepare
 from projections.store import View, ViewStore
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ async def check_position(store: View, log: Log, partition: int) -> int:
     applied = queries.partition_state(store, partition)["offset"]
     if applied < 0:
         return applied
+    if applied < await log_start(log, partition):
+        return applied  # restored from a snapshot whose last record has left the log
     end = await log.end_offset(partition)
     if applied >= end:
         raise StoreMismatchError(
@@ -144,6 +147,7 @@ class Runner:
         clock: Callable[[], int] = wall_ms,
         ids: Callable[[], str] = new_id,
         rules_version: int | None = versions.LATEST,
+        snapshots: Snapshotter | None = None,
     ) -> None:
         self._log = log
         self._store = store
@@ -156,6 +160,7 @@ class Runner:
         self._ids = ids
         self._rules_version = rules_version  # None: never switch rules (an older fleet)
         self._last_sweep = ""
+        self._snap = snapshots  # the snapshot duty (DESIGN.md §8), None: no snapshots
         self._applied: dict[int, int] = {}
         self._waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
         self._outbox_wake: dict[int, asyncio.Event] = {}
@@ -170,6 +175,14 @@ class Runner:
     @property
     def partitions(self) -> list[int]:
         return list(self._owned)
+
+    @property
+    def _snapshot_store(self) -> SnapshotStore | None:
+        return self._snap.snapshots if self._snap is not None else None
+
+    @property
+    def snapshotter(self) -> Snapshotter | None:
+        return self._snap
 
     def applied_offset(self, partition: int) -> int:
         return self._applied[partition]
@@ -191,7 +204,10 @@ class Runner:
 
     async def start(self) -> None:
         check_identity(self._store, self._log)
+        if self._snap is not None:
+            self._snap.identity = (self._log.log_id, self._log.partitions)
         for p in self._owned:
+            await prepare(self._store, self._log, p, self._snapshot_store)
             self._applied[p] = await check_position(self._store, self._log, p)
         self._started = True
         for p in self._owned:
@@ -211,6 +227,8 @@ class Runner:
         self._tasks = []
         self._part_tasks = {}
         self._ready.clear()
+        if self._snap is not None:
+            await self._snap.drain()
         for waiters in self._waiters.values():
             for _, fut in waiters:
                 if not fut.done():
@@ -276,12 +294,15 @@ class Runner:
                 await task
         if not checked:
             try:
+                await prepare(self._store, self._log, p, self._snapshot_store)
                 self._applied[p] = await check_position(self._store, self._log, p)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("partition %d: cannot take over", p)
                 raise
+        if self._snap is not None:
+            self._snap.reset(self._store, p)
         target = await self._log.end_offset(p) - 1
         if self._applied[p] >= target:
             self._mark_ready(p)
@@ -296,7 +317,7 @@ class Runner:
         if p in self._owned:
             self._ready.add(p)
             self._ready_events[p].set()
-            logger.info("partition %d: caught up at offset %d", p, self._applied[p])
+            logger.debug("partition %d: caught up at offset %d", p, self._applied[p])
 
     async def _send_outbox_when(self, p: int, ready: asyncio.Event) -> None:
         await ready.wait()  # an owner sends its outbox only once caught up (§7)
@@ -369,10 +390,14 @@ class Runner:
                     deadline = loop.time() + self._slice
                     tx = Overlay(self._store)
                     start = i
+                    cut = False
                     while i < len(records) and (i == start or loop.time() < deadline):
                         rec = records[i]
                         apply_into(tx, partition, rec.offset, rec.value)
                         i += 1
+                        if self._snap is not None and self._snap.crossed(tx, partition):
+                            cut = True  # snapshot right after this record (deterministic)
+                            break
                     changes = tx.changes
                     outbox_touched = any(k[2] == K.OUTBOX for k in changes)
                     self._store.commit(changes)
@@ -381,6 +406,8 @@ class Runner:
                         self._mark_ready(partition)
                     if outbox_touched:
                         self._outbox_wake[partition].set()
+                    if cut and self._snap is not None:
+                        await self._snap.take(self._store, partition)
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
