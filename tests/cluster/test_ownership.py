@@ -82,7 +82,7 @@ async def test_assign_revoke_and_return(tmp_path: Path) -> None:
         p = partition_for("proj", q, 4)
         last = await post(log, "proj", q, 50, "a")
         store = RocksStore(tmp_path / "store")
-        runner = Runner(log, store, [], sweep_interval=0)
+        runner = Runner(log, store, [], sweep_interval=0, rules_version=None)  # counts offsets
         await runner.start()
         try:
             assert runner.partitions == [] and not runner.ready(p)
