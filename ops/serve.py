@@ -49,6 +49,9 @@ def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.graceful_timeout = settings.graceful_timeout
+    # A connection silent for longer than any request may take is dropped (a trickled body
+    # is cut earlier, by service.bodytimeout).
+    config.read_timeout = int(settings.request_timeout + settings.body_timeout) + 5
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config

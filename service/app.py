@@ -9,6 +9,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from service import claims, history, messages, queues, subscriptions, system
+from service.bodytimeout import BodyTimeout
 from service.errors import EXCEPTION_HANDLERS
 from service.metrics import Metrics, NodeStatus, RequestMetrics
 from service.middleware import (
@@ -24,6 +25,7 @@ from service.middleware import (
     Routing,
 )
 from service.mount import Mount
+from service.ratelimit import RateLimit
 from service.routing import route
 from service.types import Gateway
 
@@ -81,10 +83,12 @@ def create_app(settings: Settings, gateway: Gateway, *,
     """
     routes = build_routes(settings.admin_mode, with_history=history_reader is not None)
     metrics = metrics or Metrics(status=status)
+    metrics.require_token(settings.metrics_token)
     middleware = [
         Middleware(Mount, internal=metrics.endpoint, prefixes=("/metrics",)),
         Middleware(RequestMetrics, metrics=metrics, access_log=settings.access_log),
         Middleware(RequestId),
+        Middleware(BodyTimeout, seconds=settings.body_timeout),
         Middleware(Auth, mode=settings.auth, tokens=settings.tokens,
                    secret_key=settings.secret_key),
         Middleware(Routing, routes=routes),
@@ -95,6 +99,7 @@ def create_app(settings: Settings, gateway: Gateway, *,
                    min_length=settings.min_length_client_id,
                    max_length=settings.max_length_client_id),
         Middleware(ProjectId),
+        Middleware(RateLimit, rate=settings.rate_limit, burst=settings.rate_burst),
         Middleware(QueueName),
         Middleware(MethodCheck),
     ]

@@ -225,7 +225,7 @@ class Auth:
 
     async def authenticate_token(self, scope: Scope, headers: Headers) -> Scope | Response:
         grant = self.tokens.get(headers.get("x-auth-token", ""))
-        if grant is None:
+        if grant is None or not (grant.project or grant.any_project):
             return unauthorized()
         state(scope)["roles"] = [r.lower() for r in grant.roles]
         if grant.project:
