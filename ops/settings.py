@@ -23,6 +23,7 @@ ENV_PREFIX = "MARCONI_"
 AUTH_MODES = ("none", "token")
 CLIENT_ID_MODES = ("strict", "off")
 LOG_FORMATS = ("text", "json")
+API_VERSIONS = ("1", "1.1", "2")  # upstream's ids: GET / and enable_deprecated_api_versions
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "t", "y"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "f", "n", ""})
 
@@ -58,6 +59,8 @@ class Settings:
     graceful_timeout: float = 5.0  # seconds in-flight requests get on shutdown
     log_format: str = "text"  # "text" or "json" (one object per line, with request ids)
     access_log: bool = False  # one INFO line per request (logger marconi.access)
+    # API versions served: "1" (v1.0), "1.1", "2"; one left out answers 404 and leaves GET /
+    enable_api_versions: tuple[str, ...] = API_VERSIONS
 
     # -- auth and admin --------------------------------------------------------------
     auth: str = "none"  # "none": X-Roles honoured like upstream noauth; "token": static tokens
@@ -106,6 +109,10 @@ class Settings:
             raise SettingsError(
                 f"client_id_uuid_safe must be one of {CLIENT_ID_MODES}, "
                 f"not {self.client_id_uuid_safe!r}")
+        unknown = [v for v in self.enable_api_versions if v not in API_VERSIONS]
+        if unknown:
+            raise SettingsError(f"enable_api_versions: unknown versions {unknown}; "
+                                f"valid are {list(API_VERSIONS)}")
         if self.partitions <= 0:
             raise SettingsError("partitions must be positive")
         for token, grant in self.tokens.items():

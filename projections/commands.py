@@ -76,6 +76,7 @@ class PostMessages(Command):
     default_ttl: int = 3600
     max_post_size: int = 262144
     max_delay: int = 900
+    create_queue: bool = True  # False (v1.0): a missing queue is refused, not created
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

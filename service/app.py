@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from service import claims, history, messages, queues, subscriptions, system
+from service import claims, history, messages, queues, subscriptions, system, v1, versions
 from service.bodytimeout import BodyTimeout
 from service.errors import EXCEPTION_HANDLERS
 from service.metrics import Metrics, NodeStatus, RequestMetrics
@@ -32,13 +33,17 @@ from service.types import Gateway
 if TYPE_CHECKING:
     from ops.settings import Settings
 
+API_VERSIONS = versions.IDS
+
 Q = "/v2/queues/{queue_name}"
 
 
-def build_routes(admin_mode: bool, *, with_history: bool = False) -> list[BaseRoute]:
+def build_routes(admin_mode: bool, *, with_history: bool = False,
+                 api_versions: Sequence[str] = API_VERSIONS) -> list[BaseRoute]:
     """Every routed path. Topics, pools and flavors are not routed: they answer 404
     (topics are optional, pooling is off — zaqar-api.md §8.13, §9). The history route is
-    Marconi's own (admin role, any ``admin_mode``) and exists when a reader is wired."""
+    Marconi's own (admin role, any ``admin_mode``) and exists when a reader is wired.
+    Only the ``api_versions`` enabled are routed (``/`` always is)."""
     routes: list[BaseRoute] = [
         route("/", GET=system.versions),
         route("/v2/", GET=system.home_document),
@@ -68,6 +73,11 @@ def build_routes(admin_mode: bool, *, with_history: bool = False) -> list[BaseRo
         routes.append(route(f"{Q}/history", GET=history.queue_history))
     if admin_mode:
         routes.append(route("/v2/health", GET=system.health))
+    if "2" not in api_versions:
+        routes = [r for r in routes if not getattr(r, "path", "").startswith("/v2/")]
+    for api in versions.enabled(api_versions):
+        if api is not versions.V2:
+            routes.extend(v1.routes(api, admin_mode))
     return routes
 
 
@@ -81,7 +91,8 @@ def create_app(settings: Settings, gateway: Gateway, *,
     to ``/v2/health`` and ``/metrics``. ``/metrics`` is always served (outside Zaqar's header
     checks, through ``Mount``), from a registry of this app's own.
     """
-    routes = build_routes(settings.admin_mode, with_history=history_reader is not None)
+    routes = build_routes(settings.admin_mode, with_history=history_reader is not None,
+                          api_versions=settings.enable_api_versions)
     metrics = metrics or Metrics(status=status)
     metrics.require_token(settings.metrics_token)
     middleware = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,6 +28,15 @@ from service.validation import (
 DEFAULT_LIMIT = 10
 
 
+async def claim(request: Request, ttl: int, grace: int,
+                limit: int) -> tuple[str, list[dict[str, Any]], int]:
+    """Claim up to ``limit`` messages: (claim id, message snapshots, the claim's time)."""
+    cmd = command(request, CreateClaim, claim_id=new_id(), ttl=ttl, grace=grace, limit=limit)
+    outcome = check_outcome(await gateway(request).execute(cmd))
+    return str(outcome.get("claim_id", cmd.claim_id)), list(outcome.get("messages") or []), \
+        cmd.time_ms
+
+
 async def create_claim(request: Request) -> Response:
     """201 with the claimed messages, or 204 when nothing could be claimed."""
     s = settings(request)
@@ -34,25 +45,31 @@ async def create_claim(request: Request) -> Response:
     doc = parse_optional(raw)
     messages_limit(limit, s.max_messages_per_claim_or_pop)
     ttl, grace = claim_create(doc, s)
-    cmd = command(request, CreateClaim, claim_id=new_id(), ttl=ttl, grace=grace, limit=limit)
-    outcome = check_outcome(await gateway(request).execute(cmd))
-    if not outcome.get("messages"):
+    claim_id, snaps, now = await claim(request, ttl, grace, limit)
+    if not snaps:
         return empty(204)
     queue = queue_name(request)
-    claim_id = str(outcome["claim_id"])
-    messages = [render.snapshot(queue, m, cmd.time_ms, claim_id,
-                                with_checksum=s.enable_checksum) for m in outcome["messages"]]
+    messages = [render.snapshot(queue, m, now, claim_id,
+                                with_checksum=s.enable_checksum) for m in snaps]
     return JSONResponse({"messages": messages}, status_code=201,
                         headers={"Location": render.claim_href(queue, claim_id)})
 
 
-async def get_claim(request: Request) -> Response:
+async def lookup(request: Request) -> dict[str, Any]:
+    """The claim the path names (``age``, ``ttl``, ``messages``), or 404."""
     proj, queue = project(request), queue_name(request)
     claim_id = request.path_params["claim_id"]
     view, partition, now = await gateway(request).view_for(proj, queue)
-    claim = queries.get_claim(view, partition, proj, queue, claim_id, now)
-    if claim is None:
+    found = queries.get_claim(view, partition, proj, queue, claim_id, now)
+    if found is None:
         raise not_found(f"Claim {claim_id} does not exist in queue {queue} for project {proj}")
+    return found
+
+
+async def get_claim(request: Request) -> Response:
+    queue = queue_name(request)
+    claim_id = request.path_params["claim_id"]
+    claim = await lookup(request)
     checksum = settings(request).enable_checksum
     return JSONResponse({
         "age": claim["age"], "ttl": claim["ttl"],
@@ -61,12 +78,17 @@ async def get_claim(request: Request) -> Response:
         "href": render.claim_href(queue, claim_id)})
 
 
+async def renew(request: Request, ttl: int, grace: int) -> None:
+    """Renew the claim the path names (404 when it is gone)."""
+    check_outcome(await gateway(request).execute(command(
+        request, UpdateClaim, claim_id=request.path_params["claim_id"], ttl=ttl, grace=grace)))
+
+
 async def update_claim(request: Request) -> Response:
     s = settings(request)
     raw = await read_body(request, body_cap(s), body_too_large)
     ttl, grace = claim_update(parse_required(raw, request), s)
-    check_outcome(await gateway(request).execute(command(
-        request, UpdateClaim, claim_id=request.path_params["claim_id"], ttl=ttl, grace=grace)))
+    await renew(request, ttl, grace)
     return empty(204)
 
 

@@ -31,7 +31,8 @@ def project(request: Request) -> str:
 
 
 def client_id(request: Request) -> str:
-    return str(request.state.client_id)
+    """The Client-ID; "" for a v1.0 request without one (it is optional there)."""
+    return str(getattr(request.state, "client_id", ""))
 
 
 def queue_name(request: Request) -> str:

@@ -1,15 +1,10 @@
-"""The static documents: version discovery (§4.1) and the v2 JSON-home (§4.2)."""
+"""The static documents: the v2 JSON-home (§4.2) and those of v1.1 and v1.0 (their own
+relation names: v1.0 spells ``rel/queue-metadata``, ``rel/post-messages``). The version list
+(§4.1) is built from ``service.versions``."""
 
 from __future__ import annotations
 
 from typing import Any
-
-VERSIONS: dict[str, Any] = {"versions": [{
-    "id": "2", "status": "CURRENT", "updated": "2014-9-24T04:06:47Z",
-    "media-types": [{"base": "application/json",
-                     "type": "application/vnd.openstack.messaging-v2+json"}],
-    "links": [{"href": "/v2/", "rel": "self"}],
-}]}
 
 _JSON = {"application/json": {}}
 
@@ -87,3 +82,69 @@ def home(admin_mode: bool) -> dict[str, Any]:
     if admin_mode:
         resources.update(ADMIN_RESOURCES)
     return {"resources": resources}
+
+
+def _v1_1(admin_mode: bool) -> dict[str, Any]:
+    p = "/v1.1"
+    resources: dict[str, Any] = {
+        "rel/queues": _rel(f"{p}/queues{{?marker,limit,detailed}}",
+                           {"marker": "param/marker", "limit": "param/queue_limit",
+                            "detailed": "param/detailed"}, ["GET"]),
+        "rel/queue": _rel(f"{p}/queues/{{queue_name}}", _Q, ["PUT", "DELETE"]),
+        "rel/queue_stats": _rel(f"{p}/queues/{{queue_name}}/stats", _Q, ["GET"]),
+        "rel/messages": _rel(
+            f"{p}/queues/{{queue_name}}/messages{{?marker,limit,echo,include_claimed}}",
+            {**_Q, "marker": "param/marker", "limit": "param/messages_limit",
+             "echo": "param/echo", "include_claimed": "param/include_claimed"}, ["GET"]),
+        "rel/post_messages": _rel(f"{p}/queues/{{queue_name}}/messages", _Q, ["POST"],
+                                  accept_post=True),
+        "rel/messages_delete": _rel(f"{p}/queues/{{queue_name}}/messages{{?ids,pop}}",
+                                    {**_Q, "ids": "param/ids", "pop": "param/pop"},
+                                    ["DELETE"]),
+        "rel/message_delete": _rel(
+            f"{p}/queues/{{queue_name}}/messages/{{message_id}}{{?claim}}",
+            {**_Q, "message_id": "param/message_id", "claim": "param/claim_id"}, ["DELETE"]),
+        "rel/claim": _rel(f"{p}/queues/{{queue_name}}/claims/{{claim_id}}",
+                          {**_Q, "claim_id": "param/claim_id"}, ["GET"]),
+        "rel/post_claim": _rel(f"{p}/queues/{{queue_name}}/claims{{?limit}}",
+                               {**_Q, "limit": "param/claim_limit"}, ["POST"],
+                               accept_post=True),
+        "rel/patch_claim": _rel(f"{p}/queues/{{queue_name}}/claims/{{claim_id}}",
+                                {**_Q, "claim_id": "param/claim_id"}, ["PATCH"],
+                                accept_post=True),
+        "rel/delete_claim": _rel(f"{p}/queues/{{queue_name}}/claims/{{claim_id}}",
+                                 {**_Q, "claim_id": "param/claim_id"}, ["DELETE"]),
+        "rel/ping": {"href-template": f"{p}/ping",
+                     "hints": {"allow": ["GET"], "formats": dict(_JSON)}},
+    }
+    if admin_mode:
+        resources.update({
+            rel: {**doc, **({"href-template": doc["href-template"].replace("/v2/", f"{p}/")}
+                            if "href-template" in doc else {"href": f"{p}/health"})}
+            for rel, doc in ADMIN_RESOURCES.items()})
+    return {"resources": resources}
+
+
+def _v1_0() -> dict[str, Any]:
+    p = "/v1"
+    return {"resources": {
+        "rel/queues": _rel(f"{p}/queues{{?marker,limit,detailed}}",
+                           {"marker": "param/marker", "limit": "param/queue_limit",
+                            "detailed": "param/detailed"}, ["GET"]),
+        "rel/queue": _rel(f"{p}/queues/{{queue_name}}", _Q, ["GET", "HEAD", "PUT", "DELETE"]),
+        "rel/queue-metadata": _rel(f"{p}/queues/{{queue_name}}/metadata", _Q, ["GET", "PUT"]),
+        "rel/queue-stats": _rel(f"{p}/queues/{{queue_name}}/stats", _Q, ["GET"]),
+        "rel/messages": _rel(
+            f"{p}/queues/{{queue_name}}/messages{{?marker,limit,echo,include_claimed}}",
+            {**_Q, "marker": "param/marker", "limit": "param/messages_limit",
+             "echo": "param/echo", "include_claimed": "param/include_claimed"}, ["GET"]),
+        "rel/post-messages": _rel(f"{p}/queues/{{queue_name}}/messages", _Q, ["POST"],
+                                  accept_post=True),
+        "rel/claim": _rel(f"{p}/queues/{{queue_name}}/claims{{?limit}}",
+                          {**_Q, "limit": "param/claim_limit"}, ["POST"], accept_post=True),
+    }}
+
+
+def home_v1(version_id: str, admin_mode: bool) -> dict[str, Any]:
+    """The JSON-home of v1.0 (``"1"``) or v1.1 (``"1.1"``)."""
+    return _v1_0() if version_id == "1" else _v1_1(admin_mode)

@@ -52,22 +52,35 @@ def parse_marker(raw: str) -> int | None:
     return value if value <= MAX_MARKER else None
 
 
-async def post_messages(request: Request) -> Response:
-    """Atomic batch post (§8.1); lazily creates the queue; the queue's own cap is in apply."""
-    s = settings(request)
-    limit = s.max_messages_post_size
-    raw = await read_body(request, limit, lambda: bad_request(
+async def read_post(request: Request) -> bytes:
+    """A message post's body, refused unread past ``max_messages_post_size``."""
+    limit = settings(request).max_messages_post_size
+    return await read_body(request, limit, lambda: bad_request(
         f"Message collection size is too large. Max size {limit}"))
-    parsed = posted_messages(parse_required(raw, request), s)
+
+
+async def enqueue(request: Request, raw: bytes, parsed: list[tuple[Any, int | None, Any]], *,
+                  create_queue: bool = True) -> list[str]:
+    """Post validated ``(body, ttl, delay)`` messages as one batch; their ids, in order.
+
+    ``create_queue=False`` refuses a missing queue (404) instead of creating it (v1.0)."""
+    s = settings(request)
     messages = [NewMessage(id=new_id(), body=body, ttl=ttl, delay=delay)
                 for body, ttl, delay in parsed]
     size = content_length(request)
     outcome = check_outcome(await gateway(request).execute(command(
         request, PostMessages, messages=messages, size=len(raw) if size is None else size,
         default_ttl=s.default_message_ttl, max_post_size=s.max_messages_post_size,
-        max_delay=s.max_message_delay)))
+        max_delay=s.max_message_delay, create_queue=create_queue)))
+    return list(outcome["ids"])
+
+
+async def post_messages(request: Request) -> Response:
+    """Atomic batch post (§8.1); lazily creates the queue; the queue's own cap is in apply."""
+    raw = await read_post(request)
+    parsed = posted_messages(parse_required(raw, request), settings(request))
+    ids = await enqueue(request, raw, parsed)
     queue = queue_name(request)
-    ids = list(outcome["ids"])
     location = f"/v2/queues/{queue}/messages?ids={','.join(ids)}"
     return JSONResponse({"resources": [render.message_href(queue, i) for i in ids]},
                         status_code=201, headers={"Location": location})
@@ -82,11 +95,11 @@ async def get_messages(request: Request) -> Response:
     return await _list(request, q)
 
 
-async def _list(request: Request, q: Query) -> Response:
-    s = settings(request)
-    limit = messages_limit(q.int("limit", DEFAULT_LIMIT) or 0, s.max_messages_per_page)
-    flags = {name: q.bool(name) for name in LIST_FLAGS}
-    marker_text = q.str("marker")
+async def list_page(request: Request, *, limit: int, marker_text: str | None,
+                    flags: dict[str, bool]) -> tuple[list[queries.Message], bool]:
+    """A page of the request's queue after the marker (a malformed one: an empty page) with
+    the ``echo``/``include_claimed``/``include_delayed`` flags, and whether the queue is an
+    ordinary one (then ``flags["include_delayed"]`` is forced true, §10.6)."""
     proj, queue = project(request), queue_name(request)
     view, partition, now = await gateway(request).view_for(proj, queue)
     stored = queries.queue_metadata(view, partition, proj, queue) or {}
@@ -100,6 +113,16 @@ async def _list(request: Request, q: Query) -> Response:
             view, partition, proj, queue, now, marker=marker, limit=limit,
             client_id=client_id(request), echo=flags["echo"],
             include_claimed=flags["include_claimed"], include_delayed=flags["include_delayed"])
+    return page, forced
+
+
+async def _list(request: Request, q: Query) -> Response:
+    s = settings(request)
+    limit = messages_limit(q.int("limit", DEFAULT_LIMIT) or 0, s.max_messages_per_page)
+    flags = {name: q.bool(name) for name in LIST_FLAGS}
+    queue = queue_name(request)
+    page, forced = await list_page(request, limit=limit, marker_text=q.str("marker"),
+                                   flags=flags)
     items = [render.message(queue, m, with_checksum=s.enable_checksum) for m in page]
     links: list[dict[str, str]] = []
     if items:
@@ -111,16 +134,25 @@ async def _list(request: Request, q: Query) -> Response:
     return JSONResponse({"messages": items, "links": links})
 
 
-async def _get_by_ids(request: Request, ids: list[str]) -> Response:
-    s = settings(request)
-    messages_limit(len(ids), s.max_messages_per_page)
+async def by_ids(request: Request, ids: list[str]) -> list[queries.Message]:
+    """The messages of the request's queue with these ids (each once), within the page
+    limit; the missing ones are left out."""
+    messages_limit(len(ids), settings(request).max_messages_per_page)
     proj, queue = project(request), queue_name(request)
     view, partition, now = await gateway(request).view_for(proj, queue)
     found = []
     for message_id in dict.fromkeys(ids):
         m = queries.get_message(view, partition, proj, queue, message_id, now)
         if m is not None:
-            found.append(render.message(queue, m, with_checksum=s.enable_checksum))
+            found.append(m)
+    return found
+
+
+async def _get_by_ids(request: Request, ids: list[str]) -> Response:
+    s = settings(request)
+    proj, queue = project(request), queue_name(request)
+    found = [render.message(queue, m, with_checksum=s.enable_checksum)
+             for m in await by_ids(request, ids)]
     if not found:
         raise not_found(f"No messages with IDs: {ids} found in the queue {queue} for project "
                         f"{proj}.")
@@ -187,7 +219,8 @@ async def _pop(request: Request, count: int) -> Response:
     return JSONResponse({"messages": [render.popped(m, cmd.time_ms) for m in messages]})
 
 
-async def get_message(request: Request) -> Response:
+async def lookup(request: Request) -> queries.Message:
+    """The message the path names, or 404."""
     proj, queue = project(request), queue_name(request)
     message_id = request.path_params["message_id"]
     view, partition, now = await gateway(request).view_for(proj, queue)
@@ -195,7 +228,13 @@ async def get_message(request: Request) -> Response:
     if m is None:
         raise not_found(f"Message {message_id} does not exist in queue {queue} for project "
                         f"{proj}")
-    return JSONResponse(render.message(queue, m, with_checksum=settings(request).enable_checksum))
+    return m
+
+
+async def get_message(request: Request) -> Response:
+    m = await lookup(request)
+    return JSONResponse(render.message(queue_name(request), m,
+                                       with_checksum=settings(request).enable_checksum))
 
 
 async def delete_message(request: Request) -> Response:

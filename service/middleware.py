@@ -43,6 +43,7 @@ from service.errors import INTERNAL, error_response, route_not_found
 from service.routing import Resource, method_not_allowed
 from service.types import ASGIApp, Message, Receive, Scope, Send
 from service.validation import valid_project, valid_queue_name
+from service.versions import GLOBAL_PROJECT
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +145,7 @@ class Routing:
         st = state(scope)
         st["allowed"] = resource.allowed
         st["path_params"] = params
+        st["api"] = resource.api  # the version's pipeline rules (None: v2's)
         await self.app(scope, receive, send)
 
 
@@ -343,10 +345,14 @@ class ClientId(_Check):
         if scope["path"] == ROOT:
             return None
         raw = headers.get("client-id")
-        if not raw:
+        api = state(scope).get("api")
+        optional = api is not None and not api.client_id_required  # v1.0: UUID if present
+        if raw is None and optional:
+            return None
+        if not raw and not optional:
             return error_response(400, "Missing header value",
                                   'The "Client-Id" header is required.')
-        if self.mode == "strict":
+        if self.mode == "strict" or optional:
             try:
                 client_id = str(uuid.UUID(raw))
             except ValueError:
@@ -366,6 +372,10 @@ class ProjectId(_Check):
         if scope["path"] == ROOT:
             return None
         project = headers.get("x-project-id")
+        api = state(scope).get("api")
+        if project is None and api is not None and not api.project_required:
+            state(scope)["project"] = GLOBAL_PROJECT  # v1.0's namespace without a project
+            return None
         if project is None:
             return error_response(400, "Project-Id Missing",
                                   "The header X-PROJECT-ID was missing")

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from projections import queries
 from projections.commands import CreateQueue, DeleteQueue, PurgeQueue, UpdateQueue
 from projections.metadata import with_defaults
+from projections.store import View
 from service import render, signing
 from service.context import command, gateway, project, queue_name, settings
 from service.errors import INVALID_BODY, HTTPError, bad_body, bad_request, check_outcome
@@ -54,14 +55,10 @@ async def list_queues(request: Request) -> Response:
     with_count = q.bool("with_count")
     filters = {k: _filter_value(q.str(k) or "") for k in q.names() if k not in LIST_PARAMS}
     proj = project(request)
-    views = await gateway(request).views_all()
-    found: list[tuple[str, dict[str, Any]]] = []
-    for partition, view in views:
-        found.extend(queries.queue_names(view, partition, proj, after=marker, limit=limit,
-                                         name_contains=name, filters=filters or None))
-    found.sort(key=lambda item: item[0].encode())
+    found, views = await queue_page(request, limit=limit, marker=marker, name=name,
+                                    filters=filters or None)
     items = []
-    for queue, metadata in found[:limit]:
+    for queue, metadata in found:
         item: dict[str, Any] = {"name": queue, "href": render.queue_href(queue)}
         if detailed:
             item["metadata"] = with_defaults(metadata, s.limits())
@@ -82,23 +79,53 @@ async def list_queues(request: Request) -> Response:
     return JSONResponse(body)
 
 
-async def create_queue(request: Request) -> Response:
-    """201 when new, 204 when it existed (its metadata then stays as it was, §5.2)."""
+async def queue_page(request: Request, *, limit: int, marker: str | None,
+                     name: str | None = None, filters: dict[str, Any] | None = None,
+                     ) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[int, View]]]:
+    """Up to ``limit`` (name, stored metadata) of the project after ``marker``, by name, and
+    the views read (every partition, each behind its barrier)."""
+    proj = project(request)
+    views = await gateway(request).views_all()
+    found: list[tuple[str, dict[str, Any]]] = []
+    for partition, view in views:
+        found.extend(queries.queue_names(view, partition, proj, after=marker, limit=limit,
+                                         name_contains=name, filters=filters))
+    found.sort(key=lambda item: item[0].encode())
+    return found[:limit], views
+
+
+async def read_metadata(request: Request) -> dict[str, Any]:
+    """The metadata a queue PUT carries (optional body), validated (§5.2, §6)."""
     s = settings(request)
     limit = s.max_queue_metadata
     raw = await read_body(request, limit, lambda: bad_request(
         f"Queue metadata is too large. Max size: {limit}"))
-    metadata = queue_metadata(parse_optional(raw), s.limits())
+    return queue_metadata(parse_optional(raw), s.limits())
+
+
+async def create(request: Request, metadata: dict[str, Any]) -> bool:
+    """Create the request's queue; False when it existed (its metadata then stays)."""
     outcome = check_outcome(await gateway(request).execute(
         command(request, CreateQueue, metadata=metadata)))
+    return bool(outcome.get("created"))
+
+
+async def create_queue(request: Request) -> Response:
+    """201 when new, 204 when it existed (its metadata then stays as it was, §5.2)."""
+    created = await create(request, await read_metadata(request))
     location = {"Location": render.queue_href(queue_name(request))}
-    return empty(201 if outcome.get("created") else 204, location)
+    return empty(201 if created else 204, location)
+
+
+async def stored_metadata(request: Request) -> dict[str, Any] | None:
+    """The request's queue metadata as stored (no defaults); None for a missing queue."""
+    view, partition, _ = await gateway(request).view_for(project(request), queue_name(request))
+    return queries.queue_metadata(view, partition, project(request), queue_name(request))
 
 
 async def get_queue(request: Request) -> Response:
     """Stored metadata with reserved defaults; a missing queue is just the defaults (§5.3)."""
-    view, partition, _ = await gateway(request).view_for(project(request), queue_name(request))
-    stored = queries.queue_metadata(view, partition, project(request), queue_name(request))
+    stored = await stored_metadata(request)
     return JSONResponse(with_defaults(stored or {}, settings(request).limits()))
 
 
@@ -125,10 +152,14 @@ async def delete_queue(request: Request) -> Response:
     return empty(204)
 
 
-async def queue_stats(request: Request) -> Response:
+async def raw_stats(request: Request) -> dict[str, Any]:
+    """Counts and oldest/newest of the request's queue (zeros for a missing queue)."""
     view, partition, now = await gateway(request).view_for(project(request), queue_name(request))
-    raw = queries.stats(view, partition, project(request), queue_name(request), now)
-    return JSONResponse(render.stats(queue_name(request), raw))
+    return queries.stats(view, partition, project(request), queue_name(request), now)
+
+
+async def queue_stats(request: Request) -> Response:
+    return JSONResponse(render.stats(queue_name(request), await raw_stats(request)))
 
 
 async def purge_queue(request: Request) -> Response:

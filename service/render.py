@@ -14,17 +14,21 @@ from projections.queries import Message
 STATS_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def queue_href(queue: str) -> str:
-    return f"/v2/queues/{queue}"
+V2 = "/v2"  # hrefs take the API's path prefix; v1.0 and v1.1 pass "/v1", "/v1.1"
 
 
-def message_href(queue: str, message_id: str, claim_id: str | None = None) -> str:
-    href = f"/v2/queues/{queue}/messages/{message_id}"
+def queue_href(queue: str, prefix: str = V2) -> str:
+    return f"{prefix}/queues/{queue}"
+
+
+def message_href(queue: str, message_id: str, claim_id: str | None = None,
+                 prefix: str = V2) -> str:
+    href = f"{prefix}/queues/{queue}/messages/{message_id}"
     return href if claim_id is None else f"{href}?claim_id={claim_id}"
 
 
-def claim_href(queue: str, claim_id: str) -> str:
-    return f"/v2/queues/{queue}/claims/{claim_id}"
+def claim_href(queue: str, claim_id: str, prefix: str = V2) -> str:
+    return f"{prefix}/queues/{queue}/claims/{claim_id}"
 
 
 def subscriptions_href(queue: str) -> str:
@@ -36,9 +40,10 @@ def checksum(body: Any) -> str:
     return "MD5:" + hashlib.md5(json.dumps(body).encode(), usedforsecurity=False).hexdigest()
 
 
-def message(queue: str, m: Message, *, with_checksum: bool = False) -> dict[str, Any]:
+def message(queue: str, m: Message, *, with_checksum: bool = False,
+            prefix: str = V2) -> dict[str, Any]:
     """§3.1: id, href (with ?claim_id= while claimed), ttl, age, body — no other keys."""
-    out: dict[str, Any] = {"id": m.id, "href": message_href(queue, m.id, m.claim_id),
+    out: dict[str, Any] = {"id": m.id, "href": message_href(queue, m.id, m.claim_id, prefix),
                            "ttl": m.ttl, "age": m.age, "body": m.body}
     if with_checksum:
         out["checksum"] = checksum(m.body)
@@ -46,9 +51,10 @@ def message(queue: str, m: Message, *, with_checksum: bool = False) -> dict[str,
 
 
 def snapshot(queue: str, snap: dict[str, Any], now: int, claim_id: str, *,
-             with_checksum: bool = False) -> dict[str, Any]:
+             with_checksum: bool = False, prefix: str = V2) -> dict[str, Any]:
     """A message as a claim outcome recorded it (``{id, body, ttl, c}``)."""
-    out: dict[str, Any] = {"id": snap["id"], "href": message_href(queue, snap["id"], claim_id),
+    out: dict[str, Any] = {"id": snap["id"],
+                           "href": message_href(queue, snap["id"], claim_id, prefix),
                            "ttl": snap["ttl"], "age": max(0, (now - snap["c"]) // 1000),
                            "body": snap["body"]}
     if with_checksum:
@@ -66,14 +72,14 @@ def utc_text(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime(STATS_DATE_FORMAT)
 
 
-def stats(queue: str, raw: dict[str, Any]) -> dict[str, Any]:
+def stats(queue: str, raw: dict[str, Any], prefix: str = V2) -> dict[str, Any]:
     """§5.6: counts, and oldest/newest as exactly {age, created, href}."""
     out: dict[str, Any] = {"claimed": raw["claimed"], "free": raw["free"], "total": raw["total"]}
     for key in ("oldest", "newest"):
         m = raw.get(key)
         if m is not None:
             out[key] = {"age": m.age, "created": utc_text(m.created),
-                        "href": message_href(queue, m.id)}
+                        "href": message_href(queue, m.id, prefix=prefix)}
     return {"messages": out}
 
 

@@ -9,6 +9,7 @@ middleware decides 404, OPTIONS and — after the header checks — 405.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,13 +18,18 @@ from starlette.routing import BaseRoute, Match, Route
 from service.errors import error_response
 from service.types import Handler, Receive, Scope, Send
 
+if TYPE_CHECKING:
+    from service.versions import ApiVersion
+
 METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 class Resource:
-    """The handlers of one path, by HTTP method."""
+    """The handlers of one path, by HTTP method, and the API version it belongs to
+    (``None``: v2), whose rules the request pipeline applies (``service.versions``)."""
 
-    def __init__(self, **handlers: Handler) -> None:
+    def __init__(self, api: ApiVersion | None = None, **handlers: Handler) -> None:
+        self.api = api
         self.handlers = {method.upper(): handler for method, handler in handlers.items()}
 
     @property
@@ -41,8 +47,8 @@ class Resource:
         await response(scope, receive, send)
 
 
-def route(path: str, **handlers: Handler) -> Route:
-    return Route(path, Resource(**handlers))
+def route(path: str, api: ApiVersion | None = None, **handlers: Handler) -> Route:
+    return Route(path, Resource(api, **handlers))
 
 
 def method_not_allowed(allowed: list[str]) -> Response:

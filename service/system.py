@@ -24,16 +24,18 @@ from projections.commands import (
 )
 from service.context import client_id, gateway, new_id, project, require_role, settings
 from service.errors import HTTPError, Unavailable, check_outcome
-from service.homedoc import VERSIONS, home
+from service.homedoc import home
 from service.metrics import NodeStatus
 from service.responses import JSONHomeResponse, JSONResponse, empty
 from service.types import Gateway
+from service.versions import version_list
 
 logger = logging.getLogger(__name__)
 
 
 async def versions(request: Request) -> Response:
-    return JSONResponse(VERSIONS, status_code=300)
+    """The enabled API versions (``enable_api_versions``), upstream's order and entries."""
+    return JSONResponse(version_list(settings(request).enable_api_versions), status_code=300)
 
 
 async def home_document(request: Request) -> Response:
@@ -51,6 +53,11 @@ async def ping(request: Request) -> Response:
 async def health(request: Request) -> Response:
     """Admin only: a real cycle of operations on a scratch queue, each timed (§4.4)."""
     require_role(request, "admin")
+    return JSONResponse(await health_report(request))
+
+
+async def health_report(request: Request) -> dict[str, Any]:
+    """The health body: reachability, then a real cycle of timed operations (§4.4)."""
     gw = gateway(request)
     if not await gw.reachable():
         raise Unavailable("Health status could not be read.")
@@ -60,7 +67,7 @@ async def health(request: Request) -> Response:
     status: NodeStatus | None = getattr(request.app.state, "status", None)
     if status is not None:
         body["partitions"] = partition_detail(status)
-    return JSONResponse(body)
+    return body
 
 
 def partition_detail(status: NodeStatus) -> dict[str, dict[str, Any]]:

@@ -27,6 +27,8 @@ from projections.rules.state import (
 
 def post(tx: Overlay, cmd: PostMessages, ctx: Context, meta: dict[str, Any]) -> Outcome:
     q = get_queue(tx, ctx.partition, cmd.project, cmd.queue)
+    if q is None and not cmd.create_queue:
+        raise Rejected("not_found", f"Queue {cmd.queue} does not exist for project {cmd.project}")
     qmeta = q["meta"] if q else {}
     cap = qmeta.get("_max_messages_post_size")
     if cap and isinstance(cap, int) and cmd.size > min(cap, cmd.max_post_size):

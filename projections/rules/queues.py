@@ -45,6 +45,8 @@ def update_queue(tx: Overlay, cmd: UpdateQueue, ctx: Context, meta: dict) -> Out
                 del metadata[key]
             elif key not in RESERVED:
                 raise Rejected("conflict", f"Can't remove non-existent object {key}.")
+        elif op["op"] == "clear":  # v1.0's PUT …/metadata replaces the whole document
+            metadata = {}
         else:
             raise Rejected("invalid", f"Invalid operation: `{op['op']}`.")
     problem = validate(metadata, Limits.from_dict(cmd.limits))

@@ -28,7 +28,7 @@ def bare(svc: Service) -> httpx.AsyncClient:
 
 
 @pytest.mark.parametrize("path", [
-    "/v2", "/nope", "/v1.1/queues", "/v1/queues", "/v2/queues/", "/v2/topics", "/v2/topics/t",
+    "/v2", "/nope", "/v1.1", "/v1", "/v3/queues", "/v2/queues/", "/v2/topics", "/v2/topics/t",
     "/v2/topics/t/messages", "/v2/pools", "/v2/pools/p", "/v2/flavors", "/v2/flavors/f",
     "/v2/health", "/v2/queues/q/messages/m/extra",
 ])
@@ -260,7 +260,8 @@ async def test_content_types(svc: Service) -> None:
     assert r.headers["cache-control"] == "max-age=86400"
 
 
-async def test_versions_document(svc: Service) -> None:
+async def test_versions_document(make_service: Factory) -> None:
+    svc = await make_service(enable_api_versions=("2",))  # v1.x: tests/service/test_v1_api.py
     async with bare(svc) as c:
         r = await c.get("/")
     assert r.status_code == 300
