@@ -94,6 +94,13 @@ def _bench_core(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_fuzz(args: argparse.Namespace) -> int:
+    from ops.bench.fuzz import main
+
+    report = main(args.url, cases=args.cases, seed=args.seed)
+    return 1 if report.server_error_count or report.bad_4xx_count else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marconi", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -194,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     bcore.add_argument("--commands", type=int, default=50_000)
     bcore.add_argument("--partitions", type=int, default=4)
     bcore.set_defaults(func=_bench_core)
+    bfuzz = bench_sub.add_parser(
+        "fuzz", help="schemathesis from /v2/openapi.json: counts of requests, 5xx, bad 4xx")
+    bfuzz.add_argument("url", nargs="?", default=None,
+                       help="server to fuzz; default: start marconi serve on a free port")
+    bfuzz.add_argument("--cases", type=int, default=10_000, help="about this many requests")
+    bfuzz.add_argument("--seed", type=int, default=0)
+    bfuzz.set_defaults(func=_bench_fuzz)
     return parser
 
 

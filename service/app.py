@@ -9,7 +9,17 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from service import claims, history, messages, queues, subscriptions, system, v1, versions
+from service import (
+    claims,
+    history,
+    messages,
+    openapi,
+    queues,
+    subscriptions,
+    system,
+    v1,
+    versions,
+)
 from service.bodytimeout import BodyTimeout
 from service.errors import EXCEPTION_HANDLERS
 from service.metrics import Metrics, NodeStatus, RequestMetrics
@@ -48,6 +58,7 @@ def build_routes(admin_mode: bool, *, with_history: bool = False,
         route("/", GET=system.versions),
         route("/v2/", GET=system.home_document),
         route("/v2/ping", GET=system.ping, HEAD=system.ping),
+        route(openapi.PATH, GET=openapi.openapi_document),
         route("/v2/queues", GET=queues.list_queues),
         route(Q, GET=queues.get_queue, PUT=queues.create_queue, PATCH=queues.update_queue,
               DELETE=queues.delete_queue),

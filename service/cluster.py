@@ -73,7 +73,7 @@ _forwarded: contextvars.ContextVar[bool] = contextvars.ContextVar("marconi_forwa
 # owner as a whole (elsewhere, e.g. the admin health probe, a remote read fetches the queue).
 _proxyable: contextvars.ContextVar[bool] = contextvars.ContextVar("marconi_proxyable",
                                                                   default=False)
-QUEUE_PATH = "/v2/queues/"
+QUEUE_PATH = ("/v2/queues/", "/v1.1/queues/", "/v1/queues/")  # per-queue paths of every API
 
 Owners = Callable[[], Mapping[int, str]]
 

@@ -47,10 +47,13 @@ def _check_common(cmd: C.Command, settings: Settings) -> None:
     project = _str(cmd.project, "project")
     queue = _str(cmd.queue, "queue")
     client_id = _str(cmd.client_id, "client_id")
-    if not project or not V.valid_project(project) or not V.valid_queue_name(queue):
+    # project "" is v1.0's global namespace (a v1.0 request without X-Project-ID)
+    if not V.valid_project(project) or not V.valid_queue_name(queue):
         raise HTTPError(400, "Invalid queue identification",
                         "The format of the submitted queue name or project id is not valid.")
-    if settings.client_id_uuid_safe == "strict":
+    if client_id == "":  # a v1.0 request may go without a Client-ID
+        pass
+    elif settings.client_id_uuid_safe == "strict":
         try:
             canonical = str(uuid.UUID(client_id))
         except ValueError:
@@ -118,7 +121,7 @@ def _update_queue(cmd: C.Command, c: _Context) -> dict[str, Any]:
                         "Request body must be a JSON array of operation objects.")
     for op in cmd.ops:
         if (not isinstance(op, dict) or set(op) != {"op", "key", "value"}
-                or op["op"] not in V.PATCH_OPS or not isinstance(op["key"], str)):
+                or op["op"] not in (*V.PATCH_OPS, "clear") or not isinstance(op["key"], str)):
             raise HTTPError(400, INVALID_BODY, "Operations must be JSON objects.")
         if op["key"] == V.DEAD_LETTER_QUEUE and op["op"] != "remove":
             problem = V.dead_letter_problem(op["value"])
@@ -162,11 +165,12 @@ def _post(cmd: C.Command, c: _Context) -> dict[str, Any]:
     parsed = V.posted_messages(doc, c.s)
     messages = [C.NewMessage(id=c.new_id(), body=body, ttl=ttl, delay=delay)
                 for body, ttl, delay in parsed]
-    if not isinstance(cmd.create_queue, bool):
+    if not isinstance(cmd.create_queue, bool):  # False: v1.0's post to existing queues only
         raise bad_request("create_queue must be a boolean.")
     return {"messages": messages, "size": size, "default_ttl": c.s.default_message_ttl,
             "max_post_size": c.s.max_messages_post_size, "max_delay": c.s.max_message_delay,
-            "max_messages": c.s.max_messages_per_queue, **_quota(cmd, c)}
+            "create_queue": cmd.create_queue, "max_messages": c.s.max_messages_per_queue,
+            **_quota(cmd, c)}
 
 
 def _delete_message(cmd: C.Command, c: _Context) -> dict[str, Any]:

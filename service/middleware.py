@@ -16,8 +16,8 @@ the access log line):
    depth: no auth mode can pass one on).
 5. ``FormEncodedRejection`` — 400 for form bodies.
 6. ``AcceptJson`` — 406 with an empty body.
-7. ``ClientId`` — required, UUID in strict mode.
-8. ``ProjectId`` — X-Project-ID required and non-empty.
+7. ``ClientId`` — required, UUID in strict mode (v1.0: optional, a UUID when present).
+8. ``ProjectId`` — X-Project-ID required and non-empty (v1.0: missing = global namespace).
    (``service.ratelimit.RateLimit`` follows: 429 for a project over its request rate.)
 9. ``QueueName`` — name and project length on routes with ``{queue_name}``.
 10. ``MethodCheck`` — 405 with ``Allow`` for a known path and an unsupported method.

@@ -453,7 +453,10 @@ def _subscription_fields(doc: dict[str, Any], settings: Settings, now_ms: int) -
     out: dict[str, Any] = {}
     if "subscriber" in doc:
         subscriber = doc["subscriber"]
-        scheme = urlparse(subscriber).scheme if isinstance(subscriber, str) else None
+        try:  # urlparse raises on a malformed IPv6 host ("http://[x")
+            scheme = urlparse(subscriber).scheme if isinstance(subscriber, str) else None
+        except ValueError:
+            scheme = None
         if not scheme or scheme not in settings.subscriber_types:
             raise bad_request("The subscriber type of subscription must be supported in the "
                               f"list {list(settings.subscriber_types)}.")
@@ -535,10 +538,10 @@ def parse_expires(value: Any, now: datetime) -> datetime:
     text = str(value)
     try:
         parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-    except ValueError:
+        if parsed.tzinfo is not None:  # an offset can push it past year 1 or 9999
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         raise bad_request(f"Unable to parse date string {text!r}") from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     if parsed <= now:
         raise bad_request("`expires` is lower than the current time")
     return parsed

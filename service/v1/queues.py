@@ -56,7 +56,7 @@ async def exists(request: Request) -> Response:
     """v1.0 GET/HEAD of a queue: 204 when it exists, 404 (no body) otherwise."""
     view, partition, _ = await gateway(request).view_for(project(request), queue_name(request))
     found = queries.queue_exists(view, partition, project(request), queue_name(request))
-    return wire.nothing(request) if found else empty(404)
+    return wire.nothing(request) if found else empty(404, {"Content-Location": request.url.path})
 
 
 async def create_queue(request: Request) -> Response:

@@ -155,13 +155,13 @@ BAD: dict[str, C.Command | dict[str, Any]] = {
     "confirmed of the wrong type": base(C.ConfirmSubscription, subscription_id="s",
                                         confirmed="yes"),  # type: ignore[arg-type]
     "bad queue name": base(C.DeleteQueue, queue="bad name"),
-    "empty project": base(C.DeleteQueue, project=""),
     "project of the wrong type": {"v": 1, "t": "queue.delete", "id": "x", "project": 7,
                                   "queue": "q", "client_id": CLIENT},
     "client id not a uuid": base(C.DeleteQueue, client_id="someone"),
     "sweep": base(C.Sweep, cutoff_ms=2**62, max_count=10**9),
     "outbox done": base(C.OutboxDone, origin_offset=0),
     "dead-letter import": base(C.ImportDeadLetters, source_partition=0, origin_offset=10**9),
+    "create_queue of the wrong type": post(message(ttl=600), create_queue="no"),
     "unknown field": {"v": 1, "t": "queue.delete", "id": "x", "project": "p", "queue": "q",
                       "client_id": CLIENT, "surprise": 1},
     "not a command": {"v": 1, "t": "queue.explode", "id": "x"},
@@ -193,6 +193,13 @@ async def test_legitimate_commands_pass(node: Node) -> None:
              ttl=3600, options={"k": "v"}),
         base(C.PurgeQueue, resource_types=["messages"]),
         base(C.DeleteQueue),
+        # v1.0: no X-Project-ID is the global namespace "", no Client-ID is client "";
+        # its post refuses a missing queue, its PUT …/metadata replaces the document
+        base(C.DeleteQueue, project="", client_id=""),
+        post(message(ttl=600), create_queue=False),
+        base(C.UpdateQueue, ops=[{"op": "clear", "key": "", "value": None},
+                                 {"op": "add", "key": "k", "value": 1}],
+             limits=Settings().limits().as_dict()),
     ]
     for cmd in ok:
         r = await node.execute(cmd)

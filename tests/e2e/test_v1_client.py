@@ -59,11 +59,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.communicate()
 
 
-def run_in_child(old_client: Path, url: str, version: str) -> None:
+def run_in_child(old_client: Path, url: str, version: str, name: str | None = None) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(old_client), str(ROOT)])}
     done = subprocess.run(
         [sys.executable, "-c",
-         f"from tests.e2e.test_v1_client import cycle; cycle({url!r}, {version!r})"],
+         f"from tests.e2e.test_v1_client import cycle; cycle({url!r}, {version!r}, {name!r})"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith(f"cycle {version} ok"), done.stdout
@@ -77,6 +77,45 @@ def test_api_v1_1_cycle(old_client: Path, server: str) -> None:
     run_in_child(old_client, server, "1.1")
 
 
+@pytest.mark.slow
+@pytest.mark.kafka
+def test_cycles_through_a_two_node_cluster(old_client: Path,
+                                           tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Both cycles against node ``a`` of a ``marconi node`` pair on the tansu broker, with
+    the queues of each cycle on partitions ``b`` owns: every v1.x read is forwarded, every
+    command admitted by the owner (v1.0's global project and client-less commands too)."""
+    import httpx
+
+    from log import partition_for
+    from ops.bench.cluster import LocalCluster, queue_on
+
+    partitions = 4
+    cluster = LocalCluster(tmp_path_factory.mktemp("v1-cluster"), partitions=partitions,
+                           env={"MARCONI_ADMIN_MODE": "1"})
+    try:
+        cluster.start_broker()
+        a, b = cluster.start_node("a"), cluster.start_node("b")
+        for node in (a, b):
+            cluster.wait_listening(node)
+        cluster.wait_settled(timeout=60)
+        owners = cluster.owners(a)
+        assert set(owners.values()) == {a.url, b.url}
+        remote = {p for p, url in owners.items() if url == b.url}
+        for version in ("1", "1.1"):
+            name = queue_on(min(remote), partitions, PROJECT,
+                            prefix=f"jobs-{version.replace('.', '-')}-")
+            run_in_child(old_client, a.url, version, name)
+        # v1.0's global namespace (no X-Project-ID, no Client-ID) on a queue b owns
+        name = next(f"g{i}" for i in range(1000) if partition_for("", f"g{i}", partitions)
+                    in remote)
+        assert httpx.put(f"{a.url}/v1/queues/{name}").status_code == 201
+        assert httpx.put(f"{a.url}/v1/queues/{name}/metadata", json={"k": 1}).status_code == 204
+        assert httpx.get(f"{a.url}/v1/queues/{name}/metadata").json() == {"k": 1}
+        assert httpx.head(f"{b.url}/v1/queues/{name}").status_code == 204
+    finally:
+        cluster.close()
+
+
 # -- the cycle, run by the child interpreter with python-zaqarclient 3.0.1 ------------------
 
 
@@ -88,7 +127,7 @@ def _client(url: str, version: float) -> Any:
     return client.Client(url, version=version, conf=conf)
 
 
-def cycle(url: str, version_id: str) -> None:
+def cycle(url: str, version_id: str, name: str | None = None) -> None:
     """Queues, metadata, stats, post, list, get, get many, delete, delete many, claim, query,
     renew, release, delete with claim id (and pop on 1.1), as three clients."""
     from importlib.metadata import version as dist_version
@@ -100,7 +139,7 @@ def cycle(url: str, version_id: str) -> None:
     assert dist_version("python-zaqarclient") == CLIENT_VERSION, zaqarclient.__file__
     v = 1 if version_id == "1" else 1.1
     producer, consumer, observer = _client(url, v), _client(url, v), _client(url, v)
-    name = f"jobs-{version_id.replace('.', '-')}"
+    name = name or f"jobs-{version_id.replace('.', '-')}"
 
     # queues: create, existence, metadata
     queue = producer.queue(name, force_create=True)
