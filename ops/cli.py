@@ -97,7 +97,7 @@ def _bench_core(args: argparse.Namespace) -> int:
 def _bench_fuzz(args: argparse.Namespace) -> int:
     from ops.bench.fuzz import main
 
-    report = main(args.url, cases=args.cases, seed=args.seed)
+    report = main(args.url, cases=args.cases, seed=args.seed, token=args.token)
     return 1 if report.server_error_count or report.bad_4xx_count else 0
 
 
@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="server to fuzz; default: start marconi serve on a free port")
     bfuzz.add_argument("--cases", type=int, default=10_000, help="about this many requests")
     bfuzz.add_argument("--seed", type=int, default=0)
+    bfuzz.add_argument("--token", default=None,
+                       help="X-Auth-Token to send, for a server with auth = token")
     bfuzz.set_defaults(func=_bench_fuzz)
     return parser
 

@@ -185,7 +185,8 @@ class Seeds:
             case.query["claim_id"] = self.claim_ids[0]
 
 
-def run(base_url: str, *, cases: int, seed: int = 0, project: str = PROJECT) -> Report:
+def run(base_url: str, *, cases: int, seed: int = 0, project: str = PROJECT,
+        token: str | None = None) -> Report:
     """Fuzz every operation of the server's document with about ``cases`` requests."""
     import hypothesis
     import requests
@@ -196,6 +197,8 @@ def run(base_url: str, *, cases: int, seed: int = 0, project: str = PROJECT) -> 
     with contextlib.suppress(ValueError):  # already registered by an earlier run
         schemathesis.serializer.alias(PATCH_MEDIA_TYPE, "application/json")
     headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": project, "X-Roles": "admin"}
+    if token is not None:  # auth = token: a token whose grant includes the admin role
+        headers["X-Auth-Token"] = token
     with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
         doc = client.get("/v2/openapi.json")
         doc.raise_for_status()
@@ -326,13 +329,16 @@ def live_server(data: Path, *, env: dict[str, str] | None = None) -> Iterator[st
         log.close()
 
 
-def main(url: str | None = None, *, cases: int = 10_000, seed: int = 0) -> Report:
+def main(url: str | None = None, *, cases: int = 10_000, seed: int = 0,
+         token: str | None = None) -> Report:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if url is not None:
-        report = run(url, cases=cases, seed=seed)
+        report = run(url, cases=cases, seed=seed, token=token)
     else:
+        env = None if token is None else {  # a server of its own takes this token
+            "MARCONI_AUTH": "token", "MARCONI_TOKENS": json.dumps({token: {"roles": ["admin"]}})}
         with tempfile.TemporaryDirectory(prefix="marconi-fuzz-") as tmp, \
-                live_server(Path(tmp)) as base:
-            report = run(base, cases=cases, seed=seed)
+                live_server(Path(tmp), env=env) as base:
+            report = run(base, cases=cases, seed=seed, token=token)
     print(report.summary())
     return report

@@ -502,3 +502,20 @@ async def test_checksum_not_in_v1_0(make_service: Factory) -> None:
     await svc.client.put(Q)
     ids = await post(svc, Q)
     assert "checksum" not in (await svc.client.get(f"{Q}/messages/{ids[0]}")).json()
+
+
+async def test_delete_with_a_claim_of_an_unclaimed_message(svc: Service) -> None:
+    c = svc.client
+    await c.put(Q)
+    ids = await post(svc, Q, n=2)
+    href = (await c.post(f"{Q}/claims", json={"ttl": 100, "grace": 60},
+                         params={"limit": 1})).headers["location"]
+    claim_id = href.rsplit("/", 1)[-1]
+    r = await c.delete(f"{Q}/messages/{ids[1]}", params={"claim_id": claim_id})
+    assert (r.status_code, r.json()) == (400, {
+        "title": "Unable to delete",
+        "description": "A claim was specified, but the message is not currently claimed."})
+    r = await c.delete(f"{Q}/messages/{ids[1]}", params={"claim_id": "invalid"})
+    assert (r.status_code, r.json()["description"]) == (
+        400, "The specified claim does not exist or has expired.")
+    assert (await c.get(f"{Q}/messages/{ids[1]}")).status_code == 200

@@ -154,3 +154,70 @@ async def test_token_auth_guards_v1_routes(make_service: Factory) -> None:
     r = await svc.client.head("/v1/queues/w", headers={"X-Auth-Token": "t0k",
                                                        "X-Project-ID": "other"})
     assert r.status_code == 204  # the token's project, not the header's
+
+
+async def test_stuck_projection_is_503_on_every_v1_route(make_service: Factory) -> None:
+    """The faulty-driver cases of upstream's v1 tests: every route answers 503 with Zaqar's
+    body and Retry-After, health and ping 503 (HEAD stays 204)."""
+    svc = await make_service(request_timeout=0.2, admin_mode=True)
+    await svc.runner.stop()
+    await svc.log.append(0, [b"not applied"])
+    await svc.log.append(1, [b"not applied"])
+    await svc.log.append(2, [b"not applied"])
+    await svc.log.append(3, [b"not applied"])
+    for method, path, kwargs in [*WRITES_1_0, *WRITES_1_1,
+                                 ("GET", "/v1/queues", {}), ("GET", "/v1/queues/w", {}),
+                                 ("GET", "/v1/queues/w/metadata", {}),
+                                 ("GET", "/v1/queues/w/stats", {}),
+                                 ("GET", "/v1/queues/w/messages", {}),
+                                 ("GET", "/v1/queues/w/messages/m", {}),
+                                 ("GET", "/v1/queues/w/claims/c", {}),
+                                 ("GET", "/v1.1/queues", {}), ("GET", "/v1.1/queues/w", {}),
+                                 ("GET", "/v1.1/queues/w/stats", {}),
+                                 ("GET", "/v1.1/queues/w/messages?ids=a", {}),
+                                 ("GET", "/v1.1/queues/w/claims/c", {}),
+                                 ("GET", "/v1.1/health", {})]:
+        r = await svc.client.request(method, path, **kwargs)
+        assert r.status_code == 503, (method, path, r.text)
+        assert r.headers["retry-after"] == "1"
+        assert r.json()["title"] == "Service temporarily unavailable"
+    for path in ("/v1/health", "/v1.1/ping"):
+        assert (await svc.client.get(path)).status_code == 503
+        assert (await svc.client.head(path)).status_code == 204
+
+
+@pytest.mark.parametrize(("path", "allow"), [
+    ("/v1/queues/q", "GET, HEAD, PUT, DELETE, OPTIONS"),
+    ("/v1/queues/q/messages", "GET, POST, DELETE, OPTIONS"),
+    ("/v1.1/queues/q", "GET, PUT, DELETE, OPTIONS"),
+    ("/v1.1/queues/q/claims/c", "GET, PATCH, DELETE, OPTIONS"),
+])
+async def test_options_needs_no_headers(svc: Service, path: str, allow: str) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(transport=svc.client._transport,
+                                 base_url="http://marconi.test") as c:
+        r = await c.options(path)
+    assert (r.status_code, r.headers["allow"], r.content) == (200, allow, b"")
+
+
+@pytest.mark.parametrize(("path", "params", "name"), [
+    ("/v1/queues", {"limit": "x"}, "limit"),
+    ("/v1/queues", {"detailed": "maybe"}, "detailed"),
+    ("/v1.1/queues", {"detailed": "maybe"}, "detailed"),
+    ("/v1/queues/w/messages", {"echo": "maybe"}, "echo"),
+    ("/v1.1/queues/w/messages", {"include_claimed": "2"}, "include_claimed"),
+    ("/v1.1/queues/w/messages", {"limit": "ten"}, "limit"),
+])
+async def test_bad_query_parameters(svc: Service, path: str, params: dict[str, str],
+                                    name: str) -> None:
+    r = await svc.client.get(path, params=params)
+    assert r.status_code == 400
+    assert r.json()["title"] == "Invalid parameter"
+    assert r.json()["description"].startswith(f'The "{name}" parameter is invalid.')
+    before = await svc.ends()
+    r = await svc.client.post(path.replace("/messages", "/claims") if "messages" in path
+                              else "/v1.1/queues/w/claims", params={"limit": "x"},
+                              json={"ttl": 60, "grace": 60})
+    assert (r.status_code, r.json()["title"]) == (400, "Invalid parameter")
+    assert await svc.ends() == before
