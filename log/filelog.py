@@ -4,8 +4,10 @@ Layout under the log directory::
 
     meta.json                 {"format": 1, "log_id": ..., "partitions": N}
     LOCK                      flock'ed by the one process that may write
-    p0000/00000000000000000000.seg
-    p0000/00000000000000012345.seg   (file name = offset of its first record)
+    p0000/START               {"start_offset": N}, once retention has removed anything
+    p0000/00000000000000000000.seg   records (file name = offset of its first record)
+    p0000/00000000000000000000.idx   its sparse offset index (log/segindex.py)
+    p0000/00000000000000012345.seg
 
 Durability: an append writes its frames to the page cache and waits for the next commit round;
 a round fsyncs every file written since the previous round (one ``syncfs`` when many partitions
@@ -13,10 +15,24 @@ are dirty, else ``fdatasync`` per file) and only then makes the records visible 
 waiting appends. A round starts as soon as the previous one ends, so one fsync covers every
 append that arrived meanwhile (group commit).
 
-Recovery: on open every segment is scanned; a bad frame in the last segment of a partition is a
-torn tail and is truncated away (it was never acknowledged, because acknowledged frames were
-fsynced); a bad frame in an earlier segment is corruption and the log refuses to open. Segments
-are fsynced before a new one is started, so only the last can be torn.
+Open in bounded time and memory: a segment is sealed (fsynced, closed) before the next one
+starts, and its ``.idx`` is written and fsynced then; a clean stop writes the active segment's
+``.idx`` too — the recovery point. Opening trusts an index whose checksum holds and that agrees
+with its segment, and scans only the bytes no index covers: nothing after a clean stop, the
+active segment's tail after a crash. A missing, torn or disagreeing index is rebuilt by a scan,
+never trusted. Memory is per segment (an index of one entry per 4 KiB for the active segment and
+for a few recently read sealed ones), not per record. Sealed segments are not re-checked at open;
+a damaged record in one is found (LogCorruptError) when it is read.
+
+Recovery: a bad frame in the scanned tail of the last segment is a torn tail and is truncated
+away (it was never acknowledged, because acknowledged frames were fsynced); a bad frame in a
+scanned sealed segment is corruption and the log refuses to open.
+
+Write errors (disk full, EIO) are transient: the failed round fails its appends and those
+queued behind them, the partitions are rolled back to their durable end in memory, and the next
+round first truncates what the failed round may have half-written (and removes segments it
+started), so the files stay a valid log. While writes fail, ``health()`` says so; a probe retries
+every second so health recovers when the disk does, even with no client writing.
 """
 
 from __future__ import annotations
@@ -34,14 +50,16 @@ import os
 import shutil
 import time
 import uuid
-from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Self
 
-from log.framing import frame, scan_file, unframe
+from log import segindex
+from log.framing import frame, read_frames, scan_sparse
+from log.segindex import DEFAULT_INTERVAL, SparseIndex, index_path
 from log.types import (
     LogCorruptError,
     LogError,
@@ -59,7 +77,12 @@ logger = logging.getLogger(__name__)
 
 FORMAT = 1
 SEGMENT_SUFFIX = ".seg"
+START_FILE = "START"
+PROBE_FILE = ".write-probe"
 MAX_READ_BYTES = 8 * 1024 * 1024
+MAX_SEGMENT_BYTES = 1 << 30  # index positions are 32-bit; keep well below
+LOADED_INDEXES = 8  # sealed segments whose index stays in memory after a read
+PROBE_INTERVAL_S = 1.0
 SyncStrategy = Literal["auto", "fdatasync", "syncfs"]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
@@ -72,9 +95,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-START_FILE = "START"
 
 
 def _read_start(path: Path) -> int:
@@ -120,8 +140,9 @@ def _archive_segments(archive: Path, partition: int, paths: list[Path]) -> None:
 
 def _delete_segments(directory: Path, paths: list[Path]) -> None:
     for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        for victim in (path, index_path(path)):
+            with contextlib.suppress(FileNotFoundError):
+                victim.unlink()
     _fsync_dir(directory)
 
 
@@ -136,19 +157,29 @@ def _syncfs_or_raise(fd: int) -> None:
 
 
 @dataclass
+class OpenStats:
+    """The work one ``start()`` did: what a bounded open is measured by (tests count it)."""
+
+    bytes_scanned: int = 0
+    records_scanned: int = 0
+    indexes_trusted: int = 0
+    indexes_rebuilt: int = 0  # missing, torn or disagreeing, so rebuilt by a scan
+
+
+@dataclass(eq=False)
 class _Segment:
     base: int
     path: Path
-    positions: array = field(default_factory=lambda: array("q"))
+    count: int = 0  # records assigned, including frames not yet written
     size: int = 0  # bytes assigned, including frames not yet written
+    index: SparseIndex | None = None  # None: on disk only (a sealed segment not read lately)
+    indexed: bool = False  # its .idx on disk covers all of it (sealed and written)
+    stale_index: bool = False  # an .idx on disk that a rollback made wrong: delete it
     on_disk: bool = True  # False until the writer creates the file
     read_fd: int = -1
     write_fd: int = -1  # used only by the writer (the commit thread)
-    last_ms: int = 0  # append time (log clock, ms) of its newest record: retention's test
-
-    @property
-    def count(self) -> int:
-        return len(self.positions)
+    first_ms: int = 0  # append time (log clock, ms) of its oldest record
+    last_ms: int = 0  # ... and of its newest: retention's test
 
 
 @dataclass
@@ -159,9 +190,12 @@ class _Partition:
     bases: list[int]
     written_end: int
     durable_end: int
+    durable_size: int  # byte length of the durable records in the segment holding durable_end
     chunks: list[tuple[_Segment, int, bytes]] = field(default_factory=list)
     open_segment: _Segment | None = None  # the one segment the writer holds open
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    removed: list[_Segment] = field(default_factory=list)  # rolled back; files to delete
+    hint: tuple[int, _Segment, int] | None = None  # (next offset, segment, its position)
 
     @property
     def active(self) -> _Segment:
@@ -187,7 +221,10 @@ class FileLog:
         sync_strategy: SyncStrategy = "auto",
         archive_dir: str | os.PathLike[str] | None = None,
         clock: Callable[[], int] | None = None,
+        index_interval: int = DEFAULT_INTERVAL,
     ) -> None:
+        if not 0 < segment_bytes <= MAX_SEGMENT_BYTES:
+            raise ValueError(f"segment_bytes must be in 1..{MAX_SEGMENT_BYTES}")
         self._dir = Path(directory)
         self._requested_partitions = partitions
         self._segment_bytes = segment_bytes
@@ -197,19 +234,22 @@ class FileLog:
         self._sync_strategy = sync_strategy
         self._archive_dir = None if archive_dir is None else Path(archive_dir)
         self._clock = clock or _wall_ms
-        self._maintenance: ThreadPoolExecutor | None = None
-        self._health = LogHealth(True)
+        self._interval = index_interval
         self._parts: list[_Partition] = []
         self._log_id = ""
         self._lock_fd = -1
         self._executor: ThreadPoolExecutor | None = None
         self._fsync_pool: ThreadPoolExecutor | None = None
+        self._maintenance: ThreadPoolExecutor | None = None
         self._pending: dict[int, int] = {}  # partition -> written end to publish after sync
         self._next_round: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
-        self._failure: BaseException | None = None
+        self._repairs: set[int] = set()  # partitions rolled back: truncate before writing
+        self._health = LogHealth(True)
+        self._loaded: OrderedDict[int, _Segment] = OrderedDict()  # sealed indexes in memory
         self._started = False
+        self.open_stats = OpenStats()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -235,6 +275,7 @@ class FileLog:
     async def start(self) -> None:
         if self._started:
             return
+        self.open_stats = OpenStats()
         if self._read_only:
             self._open_read_only()
             return
@@ -251,7 +292,8 @@ class FileLog:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="filelog-commit")
         self._fsync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="filelog-fsync")
         self._wake = asyncio.Event()
-        self._failure = None
+        self._health = LogHealth(True)
+        self._repairs = set()
         self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
         self._started = True
 
@@ -286,15 +328,35 @@ class FileLog:
             for fut in part.waiters:
                 if not fut.done():
                     fut.set_result(None)
-        for part in self._parts:
-            if part.open_segment is not None and part.open_segment.write_fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.fdatasync(part.open_segment.write_fd)
+        if not self._read_only and self._executor is not None:
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(self._executor, self._write_recovery_point)
+            except OSError as exc:  # the next open scans the active segments instead
+                logger.warning("could not write the recovery point: %r", exc)
         for pool in (self._executor, self._fsync_pool, self._maintenance):
             if pool is not None:
                 pool.shutdown(wait=True)
         self._close_files()
         self._release_lock()
+
+    def _write_recovery_point(self) -> None:
+        """Clean stop (writer thread): repair what a failed round left, fsync each active
+        segment and write its index, so the next open trusts every index and scans nothing."""
+        for p in sorted(self._repairs):
+            self._repair(self._parts[p])
+        self._repairs.clear()
+        dirs = set()
+        for part in self._parts:
+            for seg in part.segments:
+                if seg.indexed or seg.index is None or not seg.on_disk:
+                    continue
+                if seg.write_fd >= 0:
+                    os.fdatasync(seg.write_fd)
+                self._write_index(seg)
+                dirs.add(part.path)
+        for path in dirs:
+            _fsync_dir(path)
 
     def _acquire_lock(self) -> None:
         path = self._dir / "LOCK"
@@ -357,13 +419,13 @@ class FileLog:
         names = sorted(p for p in path.glob(f"*{SEGMENT_SUFFIX}"))
         start = _read_start(path)
         # A crash between persisting a new start and deleting the segments below it: finish.
-        while names and len(names) > 1 and int(names[1].stem) <= start:
+        while len(names) > 1 and int(names[1].stem) <= start:
             if not self._read_only:
-                names[0].unlink()
-                _fsync_dir(path)
+                _delete_segments(path, [names[0]])
             names.pop(0)
         segments: list[_Segment] = []
         expected_base = start
+        wrote_index = False
         for i, seg_path in enumerate(names):
             base = int(seg_path.stem)
             if base != expected_base:
@@ -371,38 +433,96 @@ class FileLog:
                     f"{seg_path}: starts at offset {base}, expected {expected_base} "
                     "(missing segment?)"
                 )
-            segment = _Segment(base=base, path=seg_path)
-            with open(seg_path, "rb") as fh:
-                valid = scan_file(fh, segment.positions)
-                size = os.fstat(fh.fileno()).st_size
-            if valid != size and not self._read_only:
-                if i != len(names) - 1:
-                    raise LogCorruptError(
-                        f"{seg_path}: damaged record at byte {valid} in a sealed segment"
-                    )
-                logger.warning(
-                    "truncating torn tail of %s at byte %d (%d bytes dropped)",
-                    seg_path, valid, size - valid,
-                )
-                with open(seg_path, "r+b") as fh:
-                    fh.truncate(valid)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            segment.size = valid
-            segment.last_ms = int(os.stat(seg_path).st_mtime * 1000)
+            segment, rebuilt = self._open_segment(seg_path, base, last=i == len(names) - 1)
+            wrote_index |= rebuilt
             segments.append(segment)
             expected_base = base + segment.count
+        if wrote_index:
+            _fsync_dir(path)
         if not segments:
-            segments.append(_Segment(base=start, path=path / _segment_name(start), on_disk=False))
-        end = segments[-1].base + segments[-1].count
+            segments.append(_Segment(base=start, path=path / _segment_name(start),
+                                     index=SparseIndex(self._interval), on_disk=False))
+        active = segments[-1]
+        end = active.base + active.count
         return _Partition(
             number=number, path=path, segments=segments, bases=[s.base for s in segments],
-            written_end=end, durable_end=end,
+            written_end=end, durable_end=end, durable_size=active.size,
         )
+
+    def _open_segment(self, seg_path: Path, base: int, *, last: bool) -> tuple[_Segment, bool]:
+        """One segment's state, from its index where that can be trusted, else by a scan.
+
+        Returns the segment and whether an index file was (re)written.
+        """
+        stats = self.open_stats
+        size = os.stat(seg_path).st_size
+        segment = _Segment(base=base, path=seg_path)
+        try:
+            found = segindex.read(index_path(seg_path), self._interval)
+        except ValueError as exc:
+            logger.warning("%s: index cannot be trusted (%s); rebuilding it",
+                           index_path(seg_path), exc)
+            found = None
+        if found is not None and (found.base != base or found.size > size
+                                  or (not last and found.size != size)):
+            logger.warning("%s: index covers %d bytes of a %d-byte segment; rebuilding it",
+                           index_path(seg_path), found.size, size)
+            found = None
+        if found is not None:
+            stats.indexes_trusted += 1
+            index, covered, count = found.index, found.size, found.count
+            segment.first_ms, segment.last_ms = found.first_ms, found.last_ms
+        else:
+            index, covered, count = SparseIndex(self._interval), 0, 0
+            if size and not (last and self._read_only):
+                stats.indexes_rebuilt += 1
+        valid = covered
+        if covered < size:  # bytes no index covers: the tail after a crash, or a rebuild
+            with open(seg_path, "rb") as fh:
+                valid, scanned = scan_sparse(fh, covered, count, index.add)
+            count += scanned
+            stats.bytes_scanned += size - covered
+            stats.records_scanned += scanned
+            mtime_ms = int(os.stat(seg_path).st_mtime * 1000)
+            segment.last_ms = max(segment.last_ms, mtime_ms)
+            if not segment.first_ms:
+                segment.first_ms = mtime_ms
+        if valid != size and not self._read_only:
+            if not last:
+                raise LogCorruptError(
+                    f"{seg_path}: damaged record at byte {valid} in a sealed segment"
+                )
+            logger.warning(
+                "truncating torn tail of %s at byte %d (%d bytes dropped)",
+                seg_path, valid, size - valid,
+            )
+            with open(seg_path, "r+b") as fh:
+                fh.truncate(valid)
+                fh.flush()
+                os.fsync(fh.fileno())
+        segment.count, segment.size, segment.index = count, valid, index
+        rebuilt = False
+        if not last:
+            segment.indexed = found is not None
+            if found is None and not self._read_only:
+                self._write_index(segment)
+                rebuilt = True
+            if segment.indexed:
+                self._remember(segment)
+        return segment, rebuilt
+
+    def _write_index(self, seg: _Segment) -> None:
+        """Write and fsync ``seg``'s index file (the caller fsyncs the directory)."""
+        assert seg.index is not None
+        data = segindex.encode(seg.base, seg.count, seg.size, seg.first_ms, seg.last_ms,
+                               seg.index)
+        segindex.write(index_path(seg.path), data)
+        seg.indexed = True
+        seg.stale_index = False
 
     def _close_files(self) -> None:
         for part in self._parts:
-            for seg in part.segments:
+            for seg in [*part.segments, *part.removed]:
                 for attr in ("read_fd", "write_fd"):
                     fd = getattr(seg, attr)
                     if fd >= 0:
@@ -410,6 +530,7 @@ class FileLog:
                             os.close(fd)
                         setattr(seg, attr, -1)
         self._parts = []
+        self._loaded.clear()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -426,8 +547,6 @@ class FileLog:
         part = self._partition(partition)
         if self._read_only:
             raise LogError(f"log {self._dir} is open read-only")
-        if self._failure is not None:
-            raise LogError(f"log failed earlier and refuses writes: {self._failure!r}")
         if not records:
             return []
         frames = [frame(rec) for rec in checked_records(records, self._max_record_bytes)]
@@ -435,23 +554,37 @@ class FileLog:
         seg = part.active
         if seg.size > 0 and seg.size + len(data) > self._segment_bytes:
             base = part.written_end
-            seg = _Segment(base=base, path=part.path / _segment_name(base), on_disk=False)
+            seg = _Segment(base=base, path=part.path / _segment_name(base),
+                           index=SparseIndex(self._interval), on_disk=False)
             part.segments.append(seg)
             part.bases.append(base)
+        index = seg.index
+        assert index is not None  # the active segment's index is always in memory
         start = pos = seg.size
+        relative = seg.count
         for fr in frames:
-            seg.positions.append(pos)
+            index.add(relative, pos)
+            relative += 1
             pos += len(fr)
+        now = self._clock()
+        if seg.count == 0:
+            seg.first_ms = now
+        seg.last_ms = max(seg.last_ms, now)
         seg.size = pos
-        seg.last_ms = max(seg.last_ms, self._clock())
+        seg.count = relative
         first = part.written_end
         part.written_end += len(frames)
         part.chunks.append((seg, start, data))
         offsets = list(range(first, part.written_end))
         if not self._durable:
             chunks, part.chunks = part.chunks, []
-            self._write(part, chunks)
-            self._publish(part, part.written_end)
+            try:
+                self._write(part, chunks)
+            except OSError as exc:
+                self._rollback(part)
+                self._repairs.add(part.number)
+                raise LogError(f"log write failed: {exc!r}") from exc
+            self._publish(part, part.written_end, chunks)
             return offsets
         self._pending[partition] = part.written_end
         round_done = self._next_round
@@ -463,13 +596,22 @@ class FileLog:
         return offsets
 
     async def _commit_loop(self) -> None:
-        """Group commit: write and fsync everything appended since the last round, then ack."""
+        """Group commit: write and fsync everything appended since the last round, then ack.
+
+        A failed round fails its appends and every append queued behind it (their offsets
+        follow the failed ones), rolls the partitions back and leaves the repair to the next
+        round; while the log is unhealthy a probe round runs every second without appends.
+        """
         loop = asyncio.get_running_loop()
         while True:
-            await self._wake.wait()
+            if self._health.ok:
+                await self._wake.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), PROBE_INTERVAL_S)
             self._wake.clear()
             round_done, self._next_round = self._next_round, None
-            if round_done is None:
+            if round_done is None and self._health.ok:
                 continue
             pending, self._pending = self._pending, {}
             work = []
@@ -477,26 +619,139 @@ class FileLog:
                 part = self._parts[p]
                 chunks, part.chunks = part.chunks, []
                 work.append((part, chunks))
+            repairs = sorted(self._repairs)
             try:
-                await loop.run_in_executor(self._executor, self._write_and_sync, work)
-            except BaseException as exc:  # durability unknown: stop accepting writes
-                self._failure = exc
-                logger.error("log write or fsync failed; refusing further writes: %r", exc)
-                if not round_done.done():
-                    round_done.set_exception(LogError(f"log write or fsync failed: {exc!r}"))
+                await loop.run_in_executor(self._executor, self._write_and_sync, work, repairs,
+                                           round_done is None)
+            except BaseException as exc:  # nothing of this round is acknowledged
+                failed = self._fail_round(exc, work, round_done)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
+                # Put the files back to the durable state now (it frees what the round
+                # half-wrote); if that fails too, the next round tries again first.
+                repairs = sorted(self._repairs)
+                try:
+                    await loop.run_in_executor(self._executor, self._repair_all, repairs)
+                except OSError as again:
+                    logger.warning("repair after a failed round failed too: %r", again)
+                else:
+                    self._repairs.difference_update(repairs)
+                for fut in failed:
+                    if not fut.done():
+                        fut.set_exception(LogError(f"log write or fsync failed: {exc!r}"))
+                        fut.exception()  # retrieved: a round nobody awaits is no leak
                 continue
-            for p, end in pending.items():
-                self._publish(self._parts[p], end)
-            if not round_done.done():
+            self._repairs.difference_update(repairs)
+            for part, chunks in work:
+                self._publish(part, pending[part.number], chunks)
+            if not self._health.ok:
+                logger.warning("log writes succeed again (after %.1f s): %s",
+                               time.time() - (self._health.since or time.time()),
+                               self._health.error)
+                self._health = LogHealth(True)
+            if round_done is not None and not round_done.done():
                 round_done.set_result(None)
+
+    def _fail_round(self, exc: BaseException, work: list[tuple[_Partition, list]],
+                    round_done: asyncio.Future[None] | None) -> list[asyncio.Future[None]]:
+        """Roll back every partition the failed round or the next one touched; returns the
+        round futures to fail once the files are repaired."""
+        if self._health.ok:
+            logger.error("log write or fsync failed; failing this round's appends and "
+                         "retrying: %r", exc)
+            self._health = LogHealth(False, repr(exc), time.time())
+        else:
+            self._health = self._health._replace(error=repr(exc))
+        # Appends that arrived during the failed round hold offsets after the failed ones.
+        queued, self._next_round = self._next_round, None
+        self._pending = {}
+        touched = {part.number for part, _ in work}
+        touched.update(p.number for p in self._parts if p.chunks)
+        for p in touched:
+            self._rollback(self._parts[p])
+            self._repairs.add(p)
+        return [fut for fut in (round_done, queued) if fut is not None]
+
+    def _repair_all(self, partitions: list[int]) -> None:
+        for p in partitions:
+            self._repair(self._parts[p])
+
+    def _rollback(self, part: _Partition) -> None:
+        """Forget every record past the durable end (event loop; the writer is idle)."""
+        end = part.durable_end
+        part.chunks = []
+        part.written_end = end
+        part.hint = None
+        keep = bisect.bisect_right(part.bases, end) - 1
+        part.removed.extend(part.segments[keep + 1:])
+        del part.segments[keep + 1:]
+        del part.bases[keep + 1:]
+        seg = part.segments[keep]
+        seg.count = end - seg.base
+        seg.size = part.durable_size if seg.count else 0
+        part.durable_size = seg.size
+        if seg.index is not None:
+            seg.index.truncate(seg.count)
+        if seg.indexed:
+            seg.indexed = False
+            seg.stale_index = True
+        self._loaded.pop(id(seg), None)
+
+    def _repair(self, part: _Partition) -> None:
+        """Make the files match a rolled-back partition (writer thread): delete segments the
+        failed round started, truncate the half-written tail, fsync."""
+        for seg in part.removed:
+            if seg.write_fd >= 0:
+                os.close(seg.write_fd)
+                seg.write_fd = -1
+            if seg.read_fd >= 0:
+                os.close(seg.read_fd)
+                seg.read_fd = -1
+        if part.removed:
+            _delete_segments(part.path, [s.path for s in part.removed if s.on_disk])
+            part.removed = []
+        seg = part.active
+        if part.open_segment is not None and part.open_segment is not seg:
+            if part.open_segment.write_fd >= 0:
+                os.close(part.open_segment.write_fd)
+                part.open_segment.write_fd = -1
+            part.open_segment = None
+        for sealed in part.segments[:-1]:  # sealed, but the failed round wrote no index
+            if not sealed.indexed and sealed.index is not None and sealed.on_disk:
+                self._write_index(sealed)
+                _fsync_dir(part.path)
+        if seg.stale_index:
+            with contextlib.suppress(FileNotFoundError):
+                index_path(seg.path).unlink()
+            _fsync_dir(part.path)
+            seg.stale_index = False
+        if seg.on_disk:
+            fd = seg.write_fd if seg.write_fd >= 0 else os.open(seg.path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, seg.size)
+                os.fdatasync(fd)
+            finally:
+                if fd != seg.write_fd:
+                    os.close(fd)
+
+    def _probe(self) -> None:
+        """Can the disk take writes again? Write, sync and remove a small file."""
+        path = self._dir / PROBE_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, b"\0" * 65536)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     def _write(self, part: _Partition, chunks: list[tuple[_Segment, int, bytes]]) -> None:
         """Write a partition's chunks at their assigned positions (writer thread only).
 
-        Moving on to a new segment first fsyncs and closes the previous one, so a sealed
-        segment is always complete on disk and only the last segment can have a torn tail.
+        Moving on to a new segment first fsyncs and closes the previous one and writes its
+        index, so a sealed segment is always complete on disk with its index, and only the
+        last segment can have a torn tail.
         """
         for seg, pos, data in chunks:
             if seg is not part.open_segment:
@@ -505,12 +760,16 @@ class FileLog:
                     os.fdatasync(old.write_fd)
                     os.close(old.write_fd)
                     old.write_fd = -1
+                    part.open_segment = None
+                    if old.base < seg.base and not old.indexed:
+                        self._write_index(old)
+                        _fsync_dir(part.path)
                 flags = os.O_WRONLY if seg.on_disk else os.O_WRONLY | os.O_CREAT
                 seg.write_fd = os.open(seg.path, flags, 0o644)
                 if not seg.on_disk:
+                    seg.on_disk = True
                     os.fsync(seg.write_fd)
                     _fsync_dir(part.path)
-                    seg.on_disk = True
                 part.open_segment = seg
             view = memoryview(data)
             while view:
@@ -518,12 +777,18 @@ class FileLog:
                 view = view[written:]
                 pos += written
 
-    def _write_and_sync(self, work: list[tuple[_Partition, list]]) -> None:
+    def _write_and_sync(self, work: list[tuple[_Partition, list]], repairs: list[int],
+                        probe: bool) -> None:
+        self._repair_all(repairs)
+        if probe:
+            self._probe()
         fds = []
         for part, chunks in work:
             self._write(part, chunks)
-            assert part.open_segment is not None
-            fds.append(part.open_segment.write_fd)
+            if part.open_segment is not None:
+                fds.append(part.open_segment.write_fd)
+        if not fds:
+            return
         strategy = self._sync_strategy
         if strategy == "auto":
             strategy = "syncfs" if len(fds) >= 3 and _syncfs is not None else "fdatasync"
@@ -535,7 +800,15 @@ class FileLog:
             assert self._fsync_pool is not None
             list(self._fsync_pool.map(os.fdatasync, fds))
 
-    def _publish(self, part: _Partition, end: int) -> None:
+    def _publish(self, part: _Partition, end: int,
+                 chunks: list[tuple[_Segment, int, bytes]]) -> None:
+        if chunks:
+            _, pos, data = chunks[-1]
+            part.durable_size = pos + len(data)
+            if len(part.segments) > 1:  # evict the sealed index once it is on disk
+                sealed = part.segments[-2]
+                if sealed.indexed and sealed.index is not None and id(sealed) not in self._loaded:
+                    self._remember(sealed)
         if end <= part.durable_end:
             return
         part.durable_end = end
@@ -567,7 +840,7 @@ class FileLog:
         for seg in part.segments[:-1]:
             if seg.base + seg.count > keep_from or seg.last_ms >= older_than_ms:
                 break
-            if seg is part.open_segment or seg.write_fd >= 0:
+            if seg is part.open_segment or seg.write_fd >= 0 or not seg.indexed:
                 break  # still being sealed by the writer
             doomed.append(seg)
         if not doomed:
@@ -582,13 +855,19 @@ class FileLog:
             await loop.run_in_executor(self._maintenance, _archive_segments, archive,
                                        part.number, [s.path for s in doomed])
         await loop.run_in_executor(self._maintenance, _write_start, part.path, new_start)
-        del part.segments[: len(doomed)]
-        del part.bases[: len(doomed)]
-        removed_bytes = sum(s.size for s in doomed)
-        for seg in doomed:
+        # Concurrent retain calls: another may have removed some of them meanwhile.
+        gone = [s for s in doomed if s in part.segments]
+        for seg in gone:
+            i = part.segments.index(seg)
+            del part.segments[i]
+            del part.bases[i]
+            self._loaded.pop(id(seg), None)
             if seg.read_fd >= 0:
                 os.close(seg.read_fd)
                 seg.read_fd = -1
+        if part.hint is not None and part.hint[1] in doomed:
+            part.hint = None
+        removed_bytes = sum(s.size for s in doomed)
         await loop.run_in_executor(self._maintenance, _delete_segments, part.path,
                                    [s.path for s in doomed])
         logger.info("partition %d: retention removed %d segments (%d records, %d bytes); "
@@ -597,7 +876,48 @@ class FileLog:
         return Retention(new_start, new_start - doomed[0].base, removed_bytes, len(doomed),
                          archive is not None)
 
+    async def log_bytes(self, partition: int) -> int:
+        """Bytes of durable records the partition holds on disk (its retained segments)."""
+        part = self._partition(partition)
+        active = part.active
+        tail = part.durable_size if part.durable_end > active.base else 0
+        return sum(s.size for s in part.segments[:-1]) + tail
+
     # -- reading ---------------------------------------------------------------------------
+
+    def _remember(self, seg: _Segment) -> None:
+        """Keep a sealed segment's index in memory among the few most recently used."""
+        self._loaded[id(seg)] = seg
+        self._loaded.move_to_end(id(seg))
+        while len(self._loaded) > LOADED_INDEXES:
+            _, old = self._loaded.popitem(last=False)
+            if old.indexed:
+                old.index = None
+
+    def _index_of(self, seg: _Segment) -> SparseIndex:
+        index = seg.index
+        if index is not None:
+            if seg.indexed:
+                self._remember(seg)
+            return index
+        try:
+            found = segindex.read(index_path(seg.path), self._interval)
+        except ValueError as exc:
+            found = None
+            logger.warning("%s: index cannot be trusted (%s); rescanning the segment",
+                           index_path(seg.path), exc)
+        if found is not None and (found.base, found.count, found.size) == (
+                seg.base, seg.count, seg.size):
+            index = found.index
+        else:
+            index = SparseIndex(self._interval)
+            with open(seg.path, "rb") as fh:
+                valid, count = scan_sparse(fh, 0, 0, index.add)
+            if (valid, count) != (seg.size, seg.count):
+                raise LogCorruptError(f"{seg.path}: damaged record at byte {valid}")
+        seg.index = index
+        self._remember(seg)
+        return index
 
     async def end_offset(self, partition: int) -> int:
         return self._partition(partition).durable_end
@@ -630,30 +950,37 @@ class FileLog:
             raise OffsetBelowStartError(partition, offset, part.start)
         end = min(part.durable_end, offset + max_records)
         out: list[Record] = []
-        while offset < end:
+        budget = MAX_READ_BYTES
+        while offset < end and budget > 0:
             seg = part.segments[bisect.bisect_right(part.bases, offset) - 1]
             seg_end = min(end, seg.base + seg.count)
-            first = seg.positions[offset - seg.base]
-            # Bound the bytes of one read; always return at least one record.
-            capped = bisect.bisect_right(seg.positions, first + MAX_READ_BYTES) + seg.base
-            seg_end = max(offset + 1, min(seg_end, capped))
-            count = seg_end - offset
-            last_index = seg_end - seg.base
-            stop = seg.positions[last_index] if last_index < seg.count else seg.size
+            hint = part.hint
+            index = self._index_of(seg)
+            if hint is not None and hint[0] == offset and hint[1] is seg:
+                at, pos = offset, hint[2]
+            else:
+                rel, pos = index.floor(offset - seg.base)
+                at = seg.base + rel
             if seg.read_fd < 0:
                 seg.read_fd = os.open(seg.path, os.O_RDONLY)
-            buf = os.pread(seg.read_fd, stop - first, first)
+            limit = part.durable_size if seg is part.active else seg.size
+            upto = index.after(seg_end - seg.base)
+            expect = (limit if upto is None else min(upto, limit)) - pos
             try:
-                values = unframe(buf, count)
-            except (ValueError, IndexError) as exc:
+                values, pos = read_frames(seg.read_fd, pos, offset - at, seg_end - offset,
+                                          limit, budget, expect)
+            except (ValueError, OSError) as exc:
                 raise LogCorruptError(
                     f"{seg.path}: record near offset {offset} is damaged: {exc}"
                 ) from exc
-            out.extend(Record(o, v) for o, v in zip(range(offset, seg_end), values, strict=True))
-            offset = seg_end
-            if stop - first >= MAX_READ_BYTES:
-                break
+            out.extend(Record(o, v) for o, v in zip(range(offset, offset + len(values)),
+                                                   values, strict=True))
+            offset += len(values)
+            budget -= sum(len(v) for v in values)
+            part.hint = (offset, seg, pos)
+            if offset < seg_end:
+                break  # the byte budget ran out inside this segment
         return out
 
 
-__all__ = ["FileLog"]
+__all__ = ["FileLog", "OpenStats"]

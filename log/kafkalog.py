@@ -66,6 +66,7 @@ _PROBE_MAX_WAIT_MS = 1
 _METADATA_DEADLINE_S = 15.0
 _READ_UNCOMMITTED = 0
 _EARLIEST = -2  # ListOffsets timestamp meaning "the log start offset"
+KEEP_FOREVER = -1  # retention_ms for log_retention=forever: the topic must keep every record
 _TOPIC_ALREADY_EXISTS = 36
 _RETRIABLE = (
     kerr.NotLeaderForPartitionError,
@@ -158,9 +159,12 @@ class KafkaLog:
         self._replication_factor = replication_factor
         self._client_id = client_id
         self._read_buffer_bytes = read_buffer_bytes
-        if retention_ms is not None and retention_ms <= 0:
-            raise ValueError(f"retention_ms must be positive or None, got {retention_ms}")
-        self._retention_ms = retention_ms  # None: keep every record forever
+        if retention_ms is not None and retention_ms <= 0 and retention_ms != KEEP_FOREVER:
+            raise ValueError(f"retention_ms must be positive, KEEP_FOREVER or None, "
+                             f"got {retention_ms}")
+        # None: a tool or reader that does not configure retention (creates -1, accepts any
+        # time retention); KEEP_FOREVER: log_retention=forever (requires -1).
+        self._retention_ms = retention_ms
         # One request may carry a whole record of max_record_bytes plus its headers.
         self._request_bytes = max(1024 * 1024, max_record_bytes + _OVERHEAD_BYTES)
         self._parts: list[_Partition] = []
@@ -297,7 +301,7 @@ class KafkaLog:
 
     async def _create_topic(self, admin: AIOKafkaAdminClient, partitions: int) -> None:
         """Create the topic with ``retention.ms`` = ``log_retention`` (-1 for ``forever``)."""
-        retention = "-1" if self._retention_ms is None else str(self._retention_ms)
+        retention = str(KEEP_FOREVER if self._retention_ms is None else self._retention_ms)
         topic = NewTopic(
             self._topic, partitions, self._replication_factor,
             topic_configs={"retention.ms": retention,
@@ -333,12 +337,14 @@ class KafkaLog:
                 kept_ms = int(str(retention))
             except ValueError:
                 kept_ms = 0
-            if self._retention_ms is None or kept_ms < self._retention_ms:
+            wanted_ms = self._retention_ms
+            if wanted_ms == KEEP_FOREVER or (wanted_ms is not None and kept_ms < wanted_ms):
                 bad.append(f"retention.ms={retention}")
         if "compact" in str(configs.get("cleanup.policy") or ""):
             bad.append(f"cleanup.policy={configs['cleanup.policy']}")
         if bad:
-            wanted = ("retention.ms=-1 (log_retention is forever)" if self._retention_ms is None
+            wanted = ("retention.ms=-1 (log_retention is forever)"
+                      if self._retention_ms in (None, KEEP_FOREVER)
                       else f"retention.ms=-1 or >= {self._retention_ms} (log_retention)")
             raise LogMismatchError(
                 f"Kafka topic {self._topic!r} would lose records ({', '.join(bad)}); "
@@ -633,4 +639,4 @@ class KafkaLog:
         return kept
 
 
-__all__ = ["KafkaLog"]
+__all__ = ["KEEP_FOREVER", "KafkaLog"]

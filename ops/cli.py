@@ -58,6 +58,13 @@ def _bench_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_log_open(args: argparse.Namespace) -> int:
+    from ops.bench.logopen import main
+
+    main(gb=args.gb, repeat=args.repeat, crash_mb=args.crash_mb, keep=args.keep)
+    return 0
+
+
 def _bench_http(args: argparse.Namespace) -> int:
     from ops.bench.http import main
 
@@ -179,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="bootstrap servers; default: start the tansu test broker; '' to skip")
     blog.add_argument("--nondurable", action="store_true", help="also FileLog without fsync")
     blog.set_defaults(func=_bench_log)
+    bopen = bench_sub.add_parser("log-open", help="FileLog restart time and memory by log size")
+    bopen.add_argument("--gb", type=float, default=1.6, help="size of the log to build")
+    bopen.add_argument("--repeat", type=int, default=3, help="opens per figure (median)")
+    bopen.add_argument("--crash-mb", type=int, default=64,
+                       help="size of the active segment no recovery point covers (kill -9)")
+    bopen.add_argument("--keep", default=None,
+                       help="build in (and keep) this directory, reusing a log built there")
+    bopen.set_defaults(func=_bench_log_open)
     bhttp = bench_sub.add_parser("http", help="Zaqar v2 load: producers, consumers, observers")
     bhttp.add_argument("url")
     bhttp.add_argument("--producers", type=int, default=20)

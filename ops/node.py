@@ -39,7 +39,7 @@ from typing import Any
 from hypercorn.asyncio import serve as hypercorn_serve
 
 from log import LogError, LogMismatchError
-from log.kafkalog import KafkaLog
+from log.kafkalog import KEEP_FOREVER, KafkaLog
 from log.membership import Membership
 from ops.serve import hypercorn_config
 from ops.settings import Settings, SettingsError, load_settings
@@ -84,17 +84,24 @@ def prepare_data(path: str) -> Path:
     return data
 
 
-async def open_log(options: ClusterOptions, default_partitions: int, client_id: str) -> KafkaLog:
-    """The command topic: its existing partition count, or created with the one asked for."""
+async def open_log(options: ClusterOptions, default_partitions: int, client_id: str,
+                   retention_ms: int | None = None) -> KafkaLog:
+    """The command topic: its existing partition count, or created with the one asked for
+    (and ``retention.ms`` = ``log_retention``; None keeps records forever)."""
     if options.partitions is not None:
-        log = KafkaLog(options.kafka, options.topic, options.partitions, client_id=client_id)
+        log = KafkaLog(options.kafka, options.topic, options.partitions, client_id=client_id,
+                       retention_ms=retention_ms)
         await log.start()
         return log
     try:
-        log = KafkaLog(options.kafka, options.topic, None, client_id=client_id)
+        log = KafkaLog(options.kafka, options.topic, None, client_id=client_id,
+                       retention_ms=retention_ms)
         await log.start()
-    except LogMismatchError:  # the topic does not exist yet
-        log = KafkaLog(options.kafka, options.topic, default_partitions, client_id=client_id)
+    except LogMismatchError as exc:  # the topic does not exist yet
+        if "does not exist" not in str(exc):
+            raise
+        log = KafkaLog(options.kafka, options.topic, default_partitions, client_id=client_id,
+                       retention_ms=retention_ms)
         await log.start()
     return log
 
@@ -109,7 +116,9 @@ async def run_node(settings: Settings, options: ClusterOptions,
         loop.add_signal_handler(sig, stop.set)
     address = options.advertise or f"http://{settings.host}:{settings.port}"
     data = prepare_data(settings.data)
-    kafka = await open_log(options, settings.partitions, f"marconi-{settings.port}")
+    retention = settings.log_retention_ms
+    kafka = await open_log(options, settings.partitions, f"marconi-{settings.port}",
+                           KEEP_FOREVER if retention is None else retention)
     try:
         store = RocksStore(str(data / "store"))
     except StoreLockedError:

@@ -207,7 +207,8 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     data, partitions = prepare(settings, explicit_partitions)
-    log = FileLog(log_dir(data), partitions)
+    log = FileLog(log_dir(data), partitions, segment_bytes=settings.log_segment_bytes,
+                  archive_dir=settings.log_archive_dir)
     await log.start()
     node = EmbeddedNode(settings, data, log)
     watcher: asyncio.Task[None] | None = None

@@ -32,6 +32,26 @@ class SettingsError(ValueError):
     """A settings file or variable that cannot be used; the message names it."""
 
 
+FOREVER = "forever"
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str, name: str = "duration") -> float:
+    """Seconds in ``90s``, ``10m``, ``12h``, ``7d``, ``2w`` (a bare number is seconds); every
+    duration setting uses this one parser. SettingsError naming ``name`` otherwise."""
+    raw = str(text).strip().lower()
+    unit = raw[-1:] if raw[-1:] in _DURATION_UNITS else "s"
+    number = raw[:-1] if raw[-1:] in _DURATION_UNITS else raw
+    try:
+        value = float(number)
+    except ValueError:
+        raise SettingsError(f"{name}: {text!r} is not a duration like 90s, 10m, 12h or 7d") \
+            from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise SettingsError(f"{name}: {text!r} must be a positive duration")
+    return value * _DURATION_UNITS[unit]
+
+
 @dataclass(frozen=True, slots=True)
 class TokenGrant:
     """What a static token stands for: its project and roles.
@@ -99,6 +119,11 @@ class Settings:
     rate_burst: int = 0  # bucket size; 0 = max(1, 2 * rate_limit)
     body_timeout: float = 30.0  # seconds a client may take to send a request body (408)
 
+    # -- the log at rest and retention (DESIGN.md §8) --------------------------------------
+    log_retention: str = "7d"  # a duration (parse_duration) or "forever"
+    log_segment_bytes: int = 64 * 1024 * 1024
+    log_archive_dir: str | None = None  # removed segments are moved here, gzipped
+
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
             raise SettingsError(f"auth must be one of {AUTH_MODES}, not {self.auth!r}")
@@ -124,10 +149,22 @@ class Settings:
         for name in ("rate_limit", "rate_burst", "body_timeout"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative")
+
+        if self.log_retention.strip().lower() != FOREVER:
+            parse_duration(self.log_retention, "log_retention")
+        if not 4096 <= self.log_segment_bytes <= 1 << 30:
+            raise SettingsError("log_segment_bytes must be between 4096 and 1 GiB")
         for f in dataclasses.fields(self):
             if f.name.startswith(("max_", "default_")) and f.type == "int":
                 if getattr(self, f.name) < 0:
                     raise SettingsError(f"{f.name} must not be negative")
+
+    @property
+    def log_retention_ms(self) -> int | None:
+        """``log_retention`` in milliseconds; None for ``forever`` (keep the whole log)."""
+        if self.log_retention.strip().lower() == FOREVER:
+            return None
+        return int(parse_duration(self.log_retention, "log_retention") * 1000)
 
     def limits(self) -> Limits:
         """The limits queue metadata is validated against (stamped on UpdateQueue)."""

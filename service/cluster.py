@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from log import Log, LogError
+from log import Log, LogError, LogHealth
 from projections import keys as K
 from projections import queries
 from projections.commands import Command, CommandDecodeError, decode, encode
@@ -217,6 +217,9 @@ class ClusterGateway:
             return p, await self._remote_queues(owner, p)
 
         return list(await asyncio.gather(*(one(p) for p in range(self.partitions))))
+
+    def log_health(self) -> LogHealth:
+        return self._log.health()
 
     async def reachable(self) -> bool:
         """Every partition has an owner, and the ones served here pass a barrier."""

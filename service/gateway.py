@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from log import Log, LogError, RecordTooLargeError, partition_for
+from log import Log, LogError, LogHealth, RecordTooLargeError, partition_for
 from projections import queries
 from projections.commands import (
     Command,
@@ -160,6 +160,9 @@ class LocalGateway:
         partitions = range(self._log.partitions)
         await asyncio.gather(*(self._barrier(p) for p in partitions))
         return [(p, self._store) for p in partitions]
+
+    def log_health(self) -> LogHealth:
+        return self._log.health()
 
     async def reachable(self) -> bool:
         try:

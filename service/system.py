@@ -44,8 +44,12 @@ async def home_document(request: Request) -> Response:
 
 
 async def ping(request: Request) -> Response:
-    """GET answers 503 when the log or projection does not answer; HEAD is always 204."""
-    if request.method == "HEAD" or await gateway(request).reachable():
+    """GET answers 503 when the log refuses writes (disk full) or the log or projection does
+    not answer; HEAD is always 204."""
+    if request.method == "HEAD":
+        return empty(204)
+    gw = gateway(request)
+    if gw.log_health().ok and await gw.reachable():
         return empty(204)
     return empty(503)
 
@@ -63,7 +67,9 @@ async def health_report(request: Request) -> dict[str, Any]:
         raise Unavailable("Health status could not be read.")
     probe = _Probe(gw, project(request), f"health-{uuid.uuid4().hex}", client_id(request),
                    settings(request).default_message_ttl)
-    body: dict[str, Any] = {"storage_reachable": True, "operation_status": await probe.run()}
+    log_health = gw.log_health()
+    body: dict[str, Any] = {"storage_reachable": True, "operation_status": await probe.run(),
+                            "log": {"writable": log_health.ok, "error": log_health.error}}
     status: NodeStatus | None = getattr(request.app.state, "status", None)
     if status is not None:
         body["partitions"] = partition_detail(status)

@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 from starlette.requests import Request
 from starlette.responses import Response
 
+from log import LogHealth
 from projections.commands import Command
 from projections.store import View
 
@@ -58,4 +59,8 @@ class Gateway(Protocol):
 
     async def reachable(self) -> bool:
         """Whether the log and the projection answer (ping)."""
+        ...
+
+    def log_health(self) -> LogHealth:
+        """Whether the log takes writes now (a disk-full or I/O error says not), and why."""
         ...

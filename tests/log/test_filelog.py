@@ -82,9 +82,19 @@ async def test_torn_tail_is_truncated(tmp_path: Path, garbage: bytes) -> None:
     assert seg.stat().st_size > size  # truncated, then "four" appended in place
 
 
+def _crashed(directory: Path) -> None:
+    """Make a cleanly stopped log look like one a crash stopped: no recovery point (the
+    active segment's index), so the next open scans the active segment."""
+    for part in directory.glob("p*"):
+        segs = sorted(part.glob("*.seg"))
+        if segs:
+            segs[-1].with_suffix(".idx").unlink(missing_ok=True)
+
+
 async def test_flipped_byte_in_last_record_drops_only_that_record(tmp_path: Path) -> None:
     async with FileLog(tmp_path, 1) as log:
         await log.append(0, [b"keep-me", b"damaged-record"])
+    _crashed(tmp_path)
     seg = _segments(tmp_path)[-1]
     data = bytearray(seg.read_bytes())
     data[-3] ^= 0xFF
@@ -93,7 +103,10 @@ async def test_flipped_byte_in_last_record_drops_only_that_record(tmp_path: Path
         assert await log.read(0, 0, 10) == [Record(0, b"keep-me")]
 
 
-async def test_damage_in_a_sealed_segment_refuses_to_open(tmp_path: Path) -> None:
+async def test_damage_in_a_sealed_segment_is_an_error_never_a_skip(tmp_path: Path) -> None:
+    """A bounded open does not re-read sealed segments, so damage in one is found when it is
+    read (LogCorruptError); where its index is gone and the open must scan it, the open
+    refuses instead."""
     async with FileLog(tmp_path, 1, segment_bytes=500) as log:
         for i in range(40):
             await log.append(0, [f"record-{i:03d}".encode() * 3])
@@ -101,6 +114,12 @@ async def test_damage_in_a_sealed_segment_refuses_to_open(tmp_path: Path) -> Non
     data = bytearray(first.read_bytes())
     data[20] ^= 0x01
     first.write_bytes(bytes(data))
+    async with FileLog(tmp_path, segment_bytes=500) as log:
+        assert log.open_stats.bytes_scanned == 0
+        with pytest.raises(LogCorruptError, match="damaged"):
+            await log.read(0, 0, 10)
+        assert len(await log.read(0, 20, 10)) == 10  # later segments read fine
+    first.with_suffix(".idx").unlink()
     with pytest.raises(LogCorruptError, match="sealed segment"):
         await FileLog(tmp_path, segment_bytes=500).start()
 
@@ -276,3 +295,101 @@ async def test_interrupted_retention_is_finished_on_open(tmp_path: Path) -> None
         assert await log.start_offset(0) == new_start
         assert len(await log.read(0, new_start, 1000)) == 100 - new_start
     assert _segments(tmp_path) == segs[2:]
+
+
+async def test_open_after_a_clean_stop_scans_nothing(tmp_path: Path) -> None:
+    async with FileLog(tmp_path, 2, segment_bytes=4000) as log:
+        values = await _fill(log, 0, 300)
+        await _fill(log, 1, 50)
+    assert len(_segments(tmp_path)) > 5
+    async with FileLog(tmp_path, segment_bytes=4000) as log:
+        assert log.open_stats.bytes_scanned == 0
+        assert log.open_stats.records_scanned == 0
+        assert log.open_stats.indexes_rebuilt == 0
+        assert await log.end_offset(0) == 300
+        # Reads seek through the sparse index, from any offset, across segments.
+        for start in (0, 1, 37, 150, 299):
+            got = await log.read(0, start, 40)
+            assert [r.value for r in got] == values[start:start + 40]
+        assert await log.append(0, [b"tail"]) == [300]
+
+
+async def test_open_after_a_crash_scans_only_the_active_segment(tmp_path: Path) -> None:
+    async with FileLog(tmp_path, 1, segment_bytes=4000) as log:
+        await _fill(log, 0, 300)
+    _crashed(tmp_path)
+    active = _segments(tmp_path)[-1]
+    async with FileLog(tmp_path, segment_bytes=4000) as log:
+        assert log.open_stats.bytes_scanned == active.stat().st_size
+        assert log.open_stats.records_scanned == 300 - int(active.stem)
+        assert await log.end_offset(0) == 300
+
+
+async def test_a_crash_after_a_clean_restart_scans_only_the_new_tail(tmp_path: Path) -> None:
+    """The recovery point of the last clean stop still covers the active segment's head."""
+    async with FileLog(tmp_path, 1) as log:
+        await _fill(log, 0, 100)
+    covered = _segments(tmp_path)[-1].stat().st_size
+    code = (
+        "import asyncio, os\n"
+        "from log.filelog import FileLog\n"
+        "async def main():\n"
+        f"    log = FileLog({str(tmp_path)!r})\n"
+        "    await log.start()\n"
+        "    await log.append(0, [b'x' * 100 for _ in range(20)])\n"
+        "    os._exit(0)\n"  # no clean stop: like kill -9 after the acknowledgement
+        "asyncio.run(main())\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+    size = _segments(tmp_path)[-1].stat().st_size
+    async with FileLog(tmp_path) as log:
+        assert log.open_stats.bytes_scanned == size - covered
+        assert log.open_stats.records_scanned == 20
+        assert await log.end_offset(0) == 120
+        assert (await log.read(0, 99, 2))[1].value == b"x" * 100
+
+
+@pytest.mark.parametrize("damage", ["torn", "flipped", "wrong-size", "garbage"])
+async def test_a_damaged_index_is_rebuilt_never_trusted(tmp_path: Path, damage: str) -> None:
+    async with FileLog(tmp_path, 1, segment_bytes=4000) as log:
+        values = await _fill(log, 0, 300)
+    seg = _segments(tmp_path)[1]
+    idx = seg.with_suffix(".idx")
+    data = bytearray(idx.read_bytes())
+    if damage == "torn":
+        idx.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "flipped":
+        data[40] ^= 0x10  # inside the entries: the checksum catches it
+        idx.write_bytes(bytes(data))
+    elif damage == "wrong-size":
+        with open(seg, "ab") as fh:  # the segment no longer matches what the index covers
+            fh.write(b"\x00" * 10)
+    else:
+        idx.write_bytes(os.urandom(len(data)))
+    if damage == "wrong-size":
+        with pytest.raises(LogCorruptError, match="sealed segment"):
+            await FileLog(tmp_path, segment_bytes=4000).start()
+        return
+    async with FileLog(tmp_path, segment_bytes=4000) as log:
+        assert log.open_stats.indexes_rebuilt == 1
+        assert log.open_stats.bytes_scanned == seg.stat().st_size
+        assert [r.value for r in await log.read(0, 0, 1000)] == values
+    async with FileLog(tmp_path, segment_bytes=4000) as log:  # rewritten: trusted again
+        assert log.open_stats.bytes_scanned == 0
+
+
+async def test_memory_is_per_segment_not_per_record(tmp_path: Path) -> None:
+    """Index entries held in memory stay near one per interval of the segments in use,
+    however many records the log holds."""
+    async with FileLog(tmp_path, 1, segment_bytes=64 * 1024, index_interval=4096) as log:
+        for _ in range(50):
+            await log.append(0, [b"r" * 20 for _ in range(500)])  # 25,000 tiny records
+        await log.read(0, 0, 10)
+    async with FileLog(tmp_path, segment_bytes=64 * 1024, index_interval=4096) as log:
+        for offset in range(0, 25_000, 700):  # touch every segment
+            assert (await log.read(0, offset, 1))[0].offset == offset
+        part = log._parts[0]
+        entries = sum(len(s.index.offsets) for s in part.segments if s.index is not None)
+        in_memory = sum(1 for s in part.segments if s.index is not None)
+        assert in_memory <= 9  # the active one plus the few most recently read
+        assert entries <= in_memory * (64 * 1024 // 4096 + 2)

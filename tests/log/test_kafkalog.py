@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from log import Log, LogError, LogMismatchError, Record
-from log.kafkalog import KafkaLog
+from log.kafkalog import KEEP_FOREVER, KafkaLog
 from tests.support.broker import start_tansu
 
 pytestmark = pytest.mark.kafka
@@ -109,7 +109,7 @@ async def test_a_topic_that_deletes_records_is_refused(
         )
     finally:
         await admin.close()
-    log = KafkaLog(kafka_bootstrap, kafka_topic, 1)
+    log = KafkaLog(kafka_bootstrap, kafka_topic, 1, retention_ms=3_600_000)  # wants 1 h
     with pytest.raises(LogMismatchError, match=r"retention\.ms=60000"):
         await log.start()
 
@@ -131,9 +131,12 @@ async def test_topic_retention_follows_log_retention(
     shorter = KafkaLog(kafka_bootstrap, kafka_topic, 1, retention_ms=week_ms * 2)
     with pytest.raises(LogMismatchError, match=rf"retention\.ms={week_ms}\b"):
         await shorter.start()
-    forever = KafkaLog(kafka_bootstrap, kafka_topic, 1)
+    forever = KafkaLog(kafka_bootstrap, kafka_topic, 1, retention_ms=KEEP_FOREVER)
     with pytest.raises(LogMismatchError, match="log_retention is forever"):
         await forever.start()
+    reader = KafkaLog(kafka_bootstrap, kafka_topic, 1)  # a tool that configures no retention
+    await reader.start()
+    await reader.stop()
 
 
 async def test_concurrent_appends_get_dense_offsets_and_read_back_in_order(
