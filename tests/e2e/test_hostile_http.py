@@ -129,6 +129,15 @@ def test_a_trickled_body_is_cut_off(server: Server) -> None:
             if answer:
                 break
         elapsed = time.monotonic() - started
+        sock.settimeout(5)
+        while answer and b'"title"' not in answer:  # the body may come in a later packet
+            try:
+                more = sock.recv(65536)
+            except OSError:
+                break
+            if not more:
+                break
+            answer += more
     assert status_of(answer) == 408, answer[:300]
     assert b'"title":"Request Timeout"' in answer
     assert elapsed < BODY_TIMEOUT + 3
