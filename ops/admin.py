@@ -290,5 +290,7 @@ def rebuild_command(data: str, *, timeout: float = 120.0) -> int:
     if swapped is not None:
         print(f"the running server caught up {swapped['caught_up']} more records and swapped "
               f"to {swapped['store']} in {swapped['seconds']} s; digest at build time:")
-    print(result)
+        print(result)
+    else:
+        print(f"digest: {result}")
     return 0

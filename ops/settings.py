@@ -8,6 +8,7 @@ wiring passes the values into constructors. Names and defaults follow Zaqar's op
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 import types
@@ -19,8 +20,10 @@ from typing import Any
 
 from projections.metadata import Limits
 
+logger = logging.getLogger("marconi.settings")
+
 ENV_PREFIX = "MARCONI_"
-AUTH_MODES = ("none", "token")
+AUTH_MODES = ("none", "token", "keystone")
 CLIENT_ID_MODES = ("strict", "off")
 LOG_FORMATS = ("text", "json")
 API_VERSIONS = ("1", "1.1", "2")  # upstream's ids: GET / and enable_deprecated_api_versions
@@ -88,6 +91,19 @@ class Settings:
     admin_mode: bool = False
     secret_key: str | None = None  # [signed_url] secret_key; /share answers 400 without it
 
+    # -- auth = "keystone" (keystonemiddleware's [keystone_authtoken] names) -------------
+    keystone_auth_url: str | None = None  # e.g. http://keystone:5000/v3
+    keystone_username: str | None = None  # the service account validating user tokens
+    keystone_password: str | None = None
+    keystone_project_name: str | None = None  # the service account's project ("service")
+    keystone_user_domain_name: str = "Default"
+    keystone_project_domain_name: str = "Default"
+    keystone_www_authenticate_uri: str | None = None  # sent in 401s; default keystone_auth_url
+    keystone_interface: str = "internal"  # which catalog endpoint of identity validates
+    keystone_region_name: str | None = None
+    keystone_token_cache_time: int = 300  # seconds a validated (or refused) token is cached
+    keystone_timeout: float = 10.0  # seconds per call to Keystone
+
     # -- transport limits (zaqar-api.md §2) ---------------------------------------------
     max_queues_per_page: int = 20
     max_messages_per_page: int = 20
@@ -127,6 +143,12 @@ class Settings:
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
             raise SettingsError(f"auth must be one of {AUTH_MODES}, not {self.auth!r}")
+        if self.auth == "keystone":
+            missing = [name for name in ("keystone_auth_url", "keystone_username",
+                                         "keystone_password", "keystone_project_name")
+                       if not getattr(self, name)]
+            if missing:
+                raise SettingsError(f"auth = \"keystone\" needs {', '.join(missing)}")
         if self.log_format not in LOG_FORMATS:
             raise SettingsError(f"log_format must be one of {LOG_FORMATS}, "
                                 f"not {self.log_format!r}")
@@ -280,16 +302,32 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {key: _coerce(key, value) for key, value in raw.items()}
 
 
+def _service_link(value: str) -> bool:
+    """A Kubernetes service-link value (``MARCONI_PORT=tcp://10.0.0.1:8888``), not a setting."""
+    return value.strip().lower().startswith(("tcp://", "udp://", "sctp://"))
+
+
 def read_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """The settings given as ``MARCONI_<NAME>`` variables; unknown ones are an error."""
+    """The settings given as ``MARCONI_<NAME>`` variables.
+
+    Unknown names are logged and ignored, not fatal: Kubernetes injects ``MARCONI_PORT=
+    tcp://...``, ``MARCONI_SERVICE_HOST``, ``MARCONI_PORT_8888_TCP...`` into every pod of a
+    namespace with a Service named ``marconi``, and the server must still start there. A
+    ``tcp://`` value is such a link, never a port.
+    """
     out: dict[str, Any] = {}
+    ignored: list[str] = []
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX):
             continue
         name = key[len(ENV_PREFIX):].lower()
-        if name not in _HINTS:
-            raise SettingsError(f"unknown setting in environment: {key}")
+        if name not in _HINTS or _service_link(value):
+            ignored.append(key)
+            continue
         out[name] = _coerce(name, value, key)
+    if ignored:
+        logger.warning("ignoring environment variables that are not Marconi settings: %s",
+                       ", ".join(sorted(ignored)))
     return out
 
 

@@ -284,7 +284,7 @@ class Runner:
         if p in self._owned:
             self._ready.add(p)
             self._ready_events[p].set()
-            logger.info("partition %d: caught up at offset %d", p, self._applied[p])
+            logger.debug("partition %d: caught up at offset %d", p, self._applied[p])
 
     async def _send_outbox_when(self, p: int, ready: asyncio.Event) -> None:
         await ready.wait()  # an owner sends its outbox only once caught up (§7)

@@ -22,6 +22,7 @@ from service import (
 )
 from service.bodytimeout import BodyTimeout
 from service.errors import EXCEPTION_HANDLERS
+from service.keystone import TokenValidator, validator_from
 from service.metrics import Metrics, NodeStatus, RequestMetrics
 from service.middleware import (
     AcceptJson,
@@ -95,12 +96,14 @@ def build_routes(admin_mode: bool, *, with_history: bool = False,
 def create_app(settings: Settings, gateway: Gateway, *,
                history_reader: history.HistorySource | None = None,
                status: NodeStatus | None = None,
-               metrics: Metrics | None = None) -> Starlette:
+               metrics: Metrics | None = None,
+               keystone: TokenValidator | None = None) -> Starlette:
     """The ASGI app. It starts nothing: the caller owns the log, runner and store.
 
     ``history_reader`` enables the admin history route; ``status`` adds per-partition detail
     to ``/v2/health`` and ``/metrics``. ``/metrics`` is always served (outside Zaqar's header
-    checks, through ``Mount``), from a registry of this app's own.
+    checks, through ``Mount``), from a registry of this app's own. ``keystone`` validates
+    tokens for ``auth = "keystone"`` (default: one built from the settings).
     """
     routes = build_routes(settings.admin_mode, with_history=history_reader is not None,
                           api_versions=settings.enable_api_versions)
@@ -112,7 +115,8 @@ def create_app(settings: Settings, gateway: Gateway, *,
         Middleware(RequestId),
         Middleware(BodyTimeout, seconds=settings.body_timeout),
         Middleware(Auth, mode=settings.auth, tokens=settings.tokens,
-                   secret_key=settings.secret_key),
+                   secret_key=settings.secret_key,
+                   keystone=keystone or validator_from(settings)),
         Middleware(Routing, routes=routes),
         Middleware(PreSignedUrl, secret_key=settings.secret_key),
         Middleware(FormEncodedRejection),

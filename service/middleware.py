@@ -33,7 +33,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
@@ -46,6 +46,9 @@ from service.routing import Resource, method_not_allowed
 from service.types import ASGIApp, Message, Receive, Scope, Send
 from service.validation import valid_project, valid_queue_name
 from service.versions import GLOBAL_PROJECT
+
+if TYPE_CHECKING:
+    from service.keystone import TokenValidator
 
 logger = logging.getLogger(__name__)
 
@@ -189,11 +192,12 @@ class Auth:
 
     def __init__(self, app: ASGIApp, *, mode: str = "none",
                  tokens: Mapping[str, Any] | None = None, secret_key: str | None = None,
-                 **options: Any) -> None:
+                 keystone: TokenValidator | None = None, **options: Any) -> None:
         self.app = app
         self.mode = mode
         self.tokens = dict(tokens or {})
         self.secret_key = secret_key
+        self.keystone = keystone  # auth = "keystone" (service/keystone.py)
         authenticate = getattr(self, f"authenticate_{mode}", None)
         if authenticate is None:
             raise ValueError(f"unknown auth mode {mode!r}")
@@ -235,6 +239,16 @@ class Auth:
         if grant.project:
             scope = _replace_header(scope, b"x-project-id", grant.project)
         return scope
+
+    async def authenticate_keystone(self, scope: Scope, headers: Headers) -> Scope | Response:
+        """The token's project and roles, as Keystone validated them (service/keystone.py)."""
+        assert self.keystone is not None, 'auth = "keystone" needs a TokenValidator'
+        found = await self.keystone.authenticate(headers)
+        if isinstance(found, Response):
+            return found
+        state(scope)["roles"] = list(found.roles)
+        assert found.project is not None
+        return _replace_header(scope, b"x-project-id", found.project)
 
 
 def unauthorized() -> Response:

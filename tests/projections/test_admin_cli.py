@@ -48,7 +48,7 @@ def test_digest_catches_up_and_rebuild_reproduces_it(tmp_path: Path) -> None:
     assert len(first) == 64 and int(first, 16) >= 0
     assert marconi("digest", "--data", str(tmp_path))[-1] == first  # stable
     out = marconi("rebuild", "--data", str(tmp_path))
-    assert out[-1] == first
+    assert out[-1] == f"digest: {first}"
     assert "rebuilt 2200 records" in out[0]
     assert marconi("digest", "--data", str(tmp_path))[-1] == first
     assert not (tmp_path / "store.rebuild").exists()
