@@ -50,6 +50,11 @@ def log_dir(data: str | Path) -> Path:
     return Path(data) / "log"
 
 
+def snapshot_dir(data: str | Path) -> Path:
+    """Where the runner keeps its automatic per-partition snapshots (DESIGN.md §8)."""
+    return Path(data) / "snapshots"
+
+
 def store_dir(data: str | Path) -> Path:
     """The current store of a data directory (``STORE`` names it; default ``store/``)."""
     pointer = Path(data) / POINTER

@@ -44,10 +44,11 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from log import LogError, LogMismatchError
 from log.kafkalog import KEEP_FOREVER, KafkaLog
 from log.membership import SESSION_TIMEOUT_MS, Membership
-from ops.serve import hypercorn_config
+from ops.serve import hypercorn_config, snapshotter
 from ops.settings import Settings, SettingsError, load_settings
 from projections.rocksstore import RocksStore, StoreLockedError
 from projections.runner import Runner, StoreMismatchError
+from projections.snapshots import LogSnapshots, SnapshotError
 from service.app import create_app
 from service.cluster import ClusterGateway, cluster_app, internal_app
 from service.metrics import CountingLog, LocalStatus, Metrics
@@ -132,7 +133,18 @@ async def run_node(settings: Settings, options: ClusterOptions,
     # Counts appends and remembers the end offsets every barrier and tail sees, for /metrics
     # and the health detail (other nodes append too, so a lag shown is a lower bound).
     log = CountingLog(kafka)
-    runner = Runner(log, store, [])
+    # Snapshots go to a second topic beside the command topic (DESIGN.md §8), so a node that
+    # takes over a partition without a local store restores the newest and replays the tail.
+    snaplog = KafkaLog(options.kafka, f"{kafka.topic}-snapshots", kafka.partitions,
+                       client_id=f"marconi-{settings.port}-snapshots")
+    try:
+        await snaplog.start()
+    except BaseException:
+        await kafka.stop()
+        store.close()
+        raise
+    snaps = LogSnapshots(snaplog, keep=settings.snapshot_keep)
+    runner = Runner(log, store, [], snapshots=snapshotter(settings, log, data, snaps))
     membership: Membership | None = None
     gateway: ClusterGateway | None = None
     try:
@@ -196,6 +208,7 @@ async def run_node(settings: Settings, options: ClusterOptions,
         if gateway is not None:
             await gateway.aclose()
         await kafka.stop()
+        await snaplog.stop()
         store.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -290,6 +303,6 @@ def node(args: argparse.Namespace) -> int:
         return 2
     try:
         return asyncio.run(run_node(settings, options))
-    except (LogError, StoreLockedError, StoreMismatchError, OSError) as exc:
+    except (LogError, StoreLockedError, StoreMismatchError, SnapshotError, OSError) as exc:
         print(f"marconi: cannot run node: {exc}", file=sys.stderr)
         return 1

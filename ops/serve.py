@@ -29,16 +29,23 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
 
-from log import LogError
+from log import Log, LogError
 from log.filelog import FileLog
 from ops import admin
-from ops.admin import log_dir, store_dir
+from ops.admin import log_dir, snapshot_dir, store_dir
 from ops.historyproc import ProcessHistory
 from ops.settings import Settings, SettingsError, load_settings
 from ops.snapshot import write_snapshot
 from projections import queries
 from projections.rocksstore import RocksStore, StoreLockedError
-from projections.runner import Runner, StoreMismatchError
+from projections.runner import Runner, StoreMismatchError, wall_ms
+from projections.snapshots import (
+    FileSnapshots,
+    SnapshotError,
+    SnapshotStore,
+    Snapshotter,
+    retention_by,
+)
 from service.app import create_app
 from service.gateway import LocalGateway
 from service.metrics import CountingLog, LocalStatus, Metrics
@@ -105,6 +112,14 @@ def prepare(settings: Settings, explicit_partitions: bool) -> tuple[Path, int | 
     return data, None
 
 
+def snapshotter(settings: Settings, log: Log, data: Path,
+                snapshots: SnapshotStore | None = None) -> Snapshotter:
+    """The runner's snapshot duty: ``data/snapshots`` (embedded) or the given store."""
+    store = snapshots or FileSnapshots(snapshot_dir(data), keep=settings.snapshot_keep)
+    return Snapshotter(store, int(settings.snapshot_interval * 1000),
+                       retention=retention_by(log, settings.log_retention_ms, wall_ms))
+
+
 class EmbeddedNode:
     """The running parts of ``marconi serve`` and the operator requests it answers.
 
@@ -123,13 +138,15 @@ class EmbeddedNode:
         self.store: RocksStore | None = None
         self.runner: Runner | None = None
         self.status: LocalStatus | None = None
-        self.history = ProcessHistory(log)  # its worker starts on the first history page
+        # its worker starts on the first history page
+        self.history = ProcessHistory(log, snapshot_dir(data))
         self.app: Starlette | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self.owner = f"{socket.gethostname()}:{settings.port}"
 
     def _runner(self, store: RocksStore) -> Runner:
-        return Runner(self.log, store, range(self.log.partitions))
+        return Runner(self.log, store, range(self.log.partitions),
+                      snapshots=snapshotter(self.settings, self.log, self.data))
 
     async def start(self) -> Starlette:
         self.store = RocksStore(store_dir(self.data))
@@ -303,6 +320,6 @@ def serve(args: argparse.Namespace) -> int:
     configure(getattr(args, "log_level", "INFO"), settings.log_format)
     try:
         return asyncio.run(run(settings, explicit_partitions=args.partitions is not None))
-    except (LogError, StoreLockedError, StoreMismatchError, OSError) as exc:
+    except (LogError, StoreLockedError, StoreMismatchError, SnapshotError, OSError) as exc:
         print(f"marconi: cannot serve: {exc}", file=sys.stderr)
         return 1

@@ -135,6 +135,9 @@ class Settings:
     rate_burst: int = 0  # bucket size; 0 = max(1, 2 * rate_limit)
     body_timeout: float = 30.0  # seconds a client may take to send a request body (408)
 
+    # -- snapshots (DESIGN.md §8): durations are seconds, written like ``90s``, ``10m``, ``7d``
+    snapshot_interval: float = 600.0  # log time between a partition's automatic snapshots
+    snapshot_keep: int = 3  # newest snapshots kept per partition (the oldest bounds retention)
     # -- the log at rest and retention (DESIGN.md §8) --------------------------------------
     log_retention: str = "7d"  # a duration (parse_duration) or "forever"
     log_segment_bytes: int = 64 * 1024 * 1024
@@ -172,6 +175,10 @@ class Settings:
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative")
 
+        if self.snapshot_interval <= 0:
+            raise SettingsError("snapshot_interval must be positive")
+        if self.snapshot_keep < 1:
+            raise SettingsError("snapshot_keep must be at least 1")
         if self.log_retention.strip().lower() != FOREVER:
             parse_duration(self.log_retention, "log_retention")
         if not 4096 <= self.log_segment_bytes <= 1 << 30:
@@ -200,6 +207,9 @@ class Settings:
 
 
 _HINTS = typing.get_type_hints(Settings)
+
+# Settings written as durations (in seconds, through ``parse_duration``).
+DURATIONS = frozenset({"snapshot_interval"})
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -250,6 +260,8 @@ def _coerce(name: str, value: Any, label: str | None = None) -> Any:
     label = label or name
     if name == "tokens":
         return _tokens(label, value)
+    if name in DURATIONS:
+        return parse_duration(value, label)
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):  # ``str | None``
         if value is None or (isinstance(value, str) and value == ""):

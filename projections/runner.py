@@ -33,6 +33,7 @@ from projections import queries
 from projections.apply import apply_into
 from projections.commands import ImportDeadLetters, OutboxDone, Sweep, encode
 from projections.overlay import Overlay
+from projections.snapshots import SnapshotStore, Snapshotter, log_start, prepare
 from projections.store import View, ViewStore
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ async def check_position(store: View, log: Log, partition: int) -> int:
     applied = queries.partition_state(store, partition)["offset"]
     if applied < 0:
         return applied
+    if applied < await log_start(log, partition):
+        return applied  # restored from a snapshot whose last record has left the log
     end = await log.end_offset(partition)
     if applied >= end:
         raise StoreMismatchError(
@@ -142,6 +145,7 @@ class Runner:
         sweep_max: int = 1000,
         clock: Callable[[], int] = wall_ms,
         ids: Callable[[], str] = new_id,
+        snapshots: Snapshotter | None = None,
     ) -> None:
         self._log = log
         self._store = store
@@ -152,6 +156,7 @@ class Runner:
         self._sweep_max = sweep_max
         self._clock = clock
         self._ids = ids
+        self._snap = snapshots  # the snapshot duty (DESIGN.md §8), None: no snapshots
         self._applied: dict[int, int] = {}
         self._waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
         self._outbox_wake: dict[int, asyncio.Event] = {}
@@ -165,6 +170,14 @@ class Runner:
     @property
     def partitions(self) -> list[int]:
         return list(self._owned)
+
+    @property
+    def _snapshot_store(self) -> SnapshotStore | None:
+        return self._snap.snapshots if self._snap is not None else None
+
+    @property
+    def snapshotter(self) -> Snapshotter | None:
+        return self._snap
 
     def applied_offset(self, partition: int) -> int:
         return self._applied[partition]
@@ -186,7 +199,10 @@ class Runner:
 
     async def start(self) -> None:
         check_identity(self._store, self._log)
+        if self._snap is not None:
+            self._snap.identity = (self._log.log_id, self._log.partitions)
         for p in self._owned:
+            await prepare(self._store, self._log, p, self._snapshot_store)
             self._applied[p] = await check_position(self._store, self._log, p)
         self._started = True
         for p in self._owned:
@@ -206,6 +222,8 @@ class Runner:
         self._tasks = []
         self._part_tasks = {}
         self._ready.clear()
+        if self._snap is not None:
+            await self._snap.drain()
         for waiters in self._waiters.values():
             for _, fut in waiters:
                 if not fut.done():
@@ -269,12 +287,15 @@ class Runner:
                 await task
         if not checked:
             try:
+                await prepare(self._store, self._log, p, self._snapshot_store)
                 self._applied[p] = await check_position(self._store, self._log, p)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("partition %d: cannot take over", p)
                 raise
+        if self._snap is not None:
+            self._snap.reset(self._store, p)
         target = await self._log.end_offset(p) - 1
         if self._applied[p] >= target:
             self._mark_ready(p)
@@ -351,10 +372,14 @@ class Runner:
                     deadline = loop.time() + self._slice
                     tx = Overlay(self._store)
                     start = i
+                    cut = False
                     while i < len(records) and (i == start or loop.time() < deadline):
                         rec = records[i]
                         apply_into(tx, partition, rec.offset, rec.value)
                         i += 1
+                        if self._snap is not None and self._snap.crossed(tx, partition):
+                            cut = True  # snapshot right after this record (deterministic)
+                            break
                     changes = tx.changes
                     outbox_touched = any(k[2] == K.OUTBOX for k in changes)
                     self._store.commit(changes)
@@ -363,6 +388,8 @@ class Runner:
                         self._mark_ready(partition)
                     if outbox_touched:
                         self._outbox_wake[partition].set()
+                    if cut and self._snap is not None:
+                        await self._snap.take(self._store, partition)
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
