@@ -91,6 +91,9 @@ def hypercorn_config(settings: Settings, listener: socket.socket | None = None) 
     config.bind = ([f"fd://{listener.detach()}"] if listener is not None
                    else [f"{settings.host}:{settings.port}"])
     config.graceful_timeout = settings.graceful_timeout
+    # A connection silent for longer than any request may take is dropped (a trickled body
+    # is cut earlier, by service.bodytimeout).
+    config.read_timeout = int(settings.request_timeout + settings.body_timeout) + 5
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config

@@ -57,10 +57,16 @@ def parse_duration(text: str, name: str = "duration") -> float:
 
 @dataclass(frozen=True, slots=True)
 class TokenGrant:
-    """What a static token stands for: an optional project and its roles."""
+    """What a static token stands for: its project and roles.
+
+    A token without a project lets its holder name any X-Project-ID, i.e. act as every
+    tenant. That is refused at load unless the token says so (``any_project = true``, for
+    an operator's token): a forgotten ``project`` must not silently open every tenant.
+    """
 
     project: str | None = None
     roles: tuple[str, ...] = ()
+    any_project: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +128,14 @@ class Settings:
     message_delete_with_claim_id: bool = False
     enable_checksum: bool = False
 
+    # -- abuse limits and scrape auth (issue 9; 0 = off) ---------------------------------
+    metrics_token: str | None = None  # when set, /metrics wants "Authorization: Bearer <it>"
+    max_queues_per_project: int = 0  # queues one project may hold (all partitions together)
+    max_messages_per_queue: int = 0  # messages stored in one queue (decided in apply)
+    rate_limit: float = 0.0  # requests per second per project (token bucket refill)
+    rate_burst: int = 0  # bucket size; 0 = max(1, 2 * rate_limit)
+    body_timeout: float = 30.0  # seconds a client may take to send a request body (408)
+
     # -- snapshots (DESIGN.md §8): durations are seconds, written like ``90s``, ``10m``, ``7d``
     snapshot_interval: float = 600.0  # log time between a partition's automatic snapshots
     snapshot_keep: int = 3  # newest snapshots kept per partition (the oldest bounds retention)
@@ -154,6 +168,16 @@ class Settings:
             raise SettingsError("partitions must be positive")
         if self.store_memory_mb < 1:
             raise SettingsError("store_memory_mb must be at least 1")
+        for token, grant in self.tokens.items():
+            if not grant.project and not grant.any_project:
+                raise SettingsError(
+                    f"tokens.{token}: no project, so its holder could pick any X-Project-ID; "
+                    "give it a project, or any_project = true if it is meant to act for "
+                    "every project")
+        for name in ("rate_limit", "rate_burst", "body_timeout"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name} must not be negative")
+
         if self.snapshot_interval <= 0:
             raise SettingsError("snapshot_interval must be positive")
         if self.snapshot_keep < 1:
@@ -213,8 +237,8 @@ def _tokens(name: str, value: Any) -> dict[str, TokenGrant]:
         raise SettingsError(f"{name}: expected a table of token -> {{project, roles}}")
     out: dict[str, TokenGrant] = {}
     for token, grant in value.items():
-        if not isinstance(grant, dict) or set(grant) - {"project", "roles"}:
-            raise SettingsError(f"{name}.{token}: expected {{project?, roles?}}")
+        if not isinstance(grant, dict) or set(grant) - {"project", "roles", "any_project"}:
+            raise SettingsError(f"{name}.{token}: expected {{project?, roles?, any_project?}}")
         project = grant.get("project")
         roles = grant.get("roles", [])
         if project is not None and not isinstance(project, str):
@@ -223,7 +247,13 @@ def _tokens(name: str, value: Any) -> dict[str, TokenGrant]:
             roles = [r for r in roles.split(",") if r.strip()]
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise SettingsError(f"{name}.{token}.roles must be a list of strings")
-        out[str(token)] = TokenGrant(project=project, roles=tuple(r.strip() for r in roles))
+        any_project = grant.get("any_project", False)
+        if isinstance(any_project, str):
+            any_project = _parse_bool(f"{name}.{token}.any_project", any_project)
+        if not isinstance(any_project, bool):
+            raise SettingsError(f"{name}.{token}.any_project must be a boolean")
+        out[str(token)] = TokenGrant(project=project, roles=tuple(r.strip() for r in roles),
+                                     any_project=any_project)
     return out
 
 

@@ -36,6 +36,10 @@ class Command:
 class CreateQueue(Command):
     TAG: ClassVar[str] = "queue.create"
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Quota (0 = off): the project's queue limit and its queues on other partitions, seen
+    # when the command was built; apply adds this partition's own (projections.rules.quotas).
+    max_queues: int = 0
+    queues_elsewhere: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +80,9 @@ class PostMessages(Command):
     default_ttl: int = 3600
     max_post_size: int = 262144
     max_delay: int = 900
+    max_messages: int = 0  # quota: messages one queue may hold (0 = off)
+    max_queues: int = 0  # quota, as on CreateQueue (a post creates its queue lazily)
+    queues_elsewhere: int = 0
     create_queue: bool = True  # False (v1.0): a missing queue is refused, not created
 
 
@@ -128,6 +135,8 @@ class CreateSubscription(Command):
     subscriber: str
     ttl: int = 3600
     options: dict[str, Any] = field(default_factory=dict)
+    max_queues: int = 0  # quota, as on CreateQueue (a subscription creates its queue lazily)
+    queues_elsewhere: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,6 +20,7 @@ from service import (
     v1,
     versions,
 )
+from service.bodytimeout import BodyTimeout
 from service.errors import EXCEPTION_HANDLERS
 from service.keystone import TokenValidator, validator_from
 from service.metrics import Metrics, NodeStatus, RequestMetrics
@@ -36,6 +37,7 @@ from service.middleware import (
     Routing,
 )
 from service.mount import Mount
+from service.ratelimit import RateLimit
 from service.routing import route
 from service.types import Gateway
 
@@ -106,10 +108,12 @@ def create_app(settings: Settings, gateway: Gateway, *,
     routes = build_routes(settings.admin_mode, with_history=history_reader is not None,
                           api_versions=settings.enable_api_versions)
     metrics = metrics or Metrics(status=status)
+    metrics.require_token(settings.metrics_token)
     middleware = [
         Middleware(Mount, internal=metrics.endpoint, prefixes=("/metrics",)),
         Middleware(RequestMetrics, metrics=metrics, access_log=settings.access_log),
         Middleware(RequestId),
+        Middleware(BodyTimeout, seconds=settings.body_timeout),
         Middleware(Auth, mode=settings.auth, tokens=settings.tokens,
                    secret_key=settings.secret_key,
                    keystone=keystone or validator_from(settings)),
@@ -121,6 +125,7 @@ def create_app(settings: Settings, gateway: Gateway, *,
                    min_length=settings.min_length_client_id,
                    max_length=settings.max_length_client_id),
         Middleware(ProjectId),
+        Middleware(RateLimit, rate=settings.rate_limit, burst=settings.rate_burst),
         Middleware(QueueName),
         Middleware(MethodCheck),
     ]

@@ -6,6 +6,7 @@ the access log line):
 
 1. ``RequestId`` — ``x-openstack-request-id`` on every response (and in every log line
    written meanwhile, via ``request_id_var``); unknown errors become 500.
+   (``service.bodytimeout.BodyTimeout`` follows: 408 for a body trickled past its deadline.)
 2. ``Auth`` — static tokens (401) or noauth's X-Roles; ``/`` is open; a request carrying
    ``URL-Signature`` is authenticated by a valid signature only (else 404), in every mode.
    It wraps everything else, like keystonemiddleware wraps Zaqar (§1.2).
@@ -17,6 +18,7 @@ the access log line):
 6. ``AcceptJson`` — 406 with an empty body.
 7. ``ClientId`` — required, UUID in strict mode (v1.0: optional, a UUID when present).
 8. ``ProjectId`` — X-Project-ID required and non-empty (v1.0: missing = global namespace).
+   (``service.ratelimit.RateLimit`` follows: 429 for a project over its request rate.)
 9. ``QueueName`` — name and project length on routes with ``{queue_name}``.
 10. ``MethodCheck`` — 405 with ``Allow`` for a known path and an unsupported method.
 
@@ -231,7 +233,7 @@ class Auth:
 
     async def authenticate_token(self, scope: Scope, headers: Headers) -> Scope | Response:
         grant = self.tokens.get(headers.get("x-auth-token", ""))
-        if grant is None:
+        if grant is None or not (grant.project or grant.any_project):
             return unauthorized()
         state(scope)["roles"] = [r.lower() for r in grant.roles]
         if grant.project:

@@ -16,6 +16,7 @@ from projections.commands import (
 from service import render
 from service.context import command, gateway, new_id, project, queue_name, settings
 from service.errors import check_outcome, not_found
+from service.quotas import queue_quota
 from service.responses import JSONResponse, empty
 from service.validation import (
     body_cap,
@@ -42,7 +43,8 @@ async def create_subscription(request: Request) -> Response:
     fields = subscription_create(parse_optional(raw), s, now)
     location = {"Location": render.subscriptions_href(queue_name(request))}
     outcome = check_outcome(await gw.execute(command(
-        request, CreateSubscription, subscription_id=new_id(), **fields)),
+        request, CreateSubscription, subscription_id=new_id(), **fields,
+        **await queue_quota(request))),
         conflict_headers=location)
     return JSONResponse({"subscription_id": outcome["subscription_id"]}, status_code=201,
                         headers=location)

@@ -8,6 +8,7 @@ from projections import keys as K
 from projections.commands import CreateQueue, DeleteQueue, PurgeQueue, UpdateQueue
 from projections.metadata import RESERVED, Limits, validate
 from projections.overlay import Overlay
+from projections.rules import quotas
 from projections.rules.index import put_claim, put_message, remove_message, take_free
 from projections.rules.state import (
     Context,
@@ -29,6 +30,7 @@ from projections.rules.versions import BOUNDED
 def create_queue(tx: Overlay, cmd: CreateQueue, ctx: Context, meta: dict) -> Outcome:
     if get_queue(tx, ctx.partition, cmd.project, cmd.queue) is not None:
         return {"created": False}  # upstream ignores the new metadata (204)
+    quotas.check_new_queue(tx, ctx, cmd)
     ensure_queue(tx, ctx, cmd.project, cmd.queue, dict(cmd.metadata))
     return {"created": True}
 

@@ -38,8 +38,10 @@ def test_file_env_and_flags(tmp_path: Path) -> None:
 
 def test_tokens_from_env() -> None:
     s = load_settings(env={"MARCONI_AUTH": "token",
-                           "MARCONI_TOKENS": '{"t": {"roles": "admin,member"}}'})
-    assert s.tokens == {"t": TokenGrant(project=None, roles=("admin", "member"))}
+                           "MARCONI_TOKENS": '{"t": {"roles": "admin,member", '
+                                             '"any_project": true}}'})
+    assert s.tokens == {"t": TokenGrant(project=None, roles=("admin", "member"),
+                                        any_project=True)}
 
 
 @pytest.mark.parametrize("env", [
