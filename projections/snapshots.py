@@ -299,17 +299,7 @@ class FileSnapshots:
         path = self._path(info)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_atomic(path, blob)
         for old in self.list_sync(info.partition)[:-self.keep]:
             with contextlib.suppress(FileNotFoundError):
                 self._path(old).unlink()
@@ -587,3 +577,18 @@ class Snapshotter:
         for p, task in list(self._tasks.items()):
             if partition is None or p == partition:
                 task.cancel()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` so a crash leaves the old file or the new one, never half of it."""
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
