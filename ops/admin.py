@@ -16,7 +16,6 @@ no HTTP credentials — access to the data directory already is the operator's p
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import sys
 import time
@@ -31,6 +30,7 @@ from log import Log
 from log.filelog import FileLog
 from projections.rocksstore import RocksStore, StoreLockedError
 from projections.runner import check_identity, check_position, digest, fold
+from projections.snapshots import write_atomic
 
 POINTER = "STORE"
 DEFAULT_STORE = "store"
@@ -50,6 +50,11 @@ def log_dir(data: str | Path) -> Path:
     return Path(data) / "log"
 
 
+def snapshot_dir(data: str | Path) -> Path:
+    """Where the runner keeps its automatic per-partition snapshots (DESIGN.md §8)."""
+    return Path(data) / "snapshots"
+
+
 def store_dir(data: str | Path) -> Path:
     """The current store of a data directory (``STORE`` names it; default ``store/``)."""
     pointer = Path(data) / POINTER
@@ -64,23 +69,9 @@ def new_store_name() -> str:
     return f"store-{time.time_ns()}"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def set_store(data: str | Path, name: str) -> None:
     """Make ``data/name`` the current store (atomic, durable)."""
-    _write_atomic(Path(data) / POINTER, name.encode() + b"\n")
+    write_atomic(Path(data) / POINTER, name.encode() + b"\n")
 
 
 def require_log(data: str | Path) -> None:
@@ -110,7 +101,7 @@ def request(data: str | Path, body: dict[str, Any], *, timeout: float = 60.0) ->
     cdir.mkdir(parents=True, exist_ok=True)
     rid = uuid.uuid4().hex
     req, resp = cdir / f"{rid}.request", cdir / f"{rid}.response"
-    _write_atomic(req, orjson.dumps(body))
+    write_atomic(req, orjson.dumps(body))
     deadline = time.monotonic() + timeout
     while not resp.exists():
         if time.monotonic() > deadline:
@@ -154,7 +145,7 @@ def pending(data: str | Path) -> list[tuple[str, dict[str, Any]]]:
 def answer(data: str | Path, rid: str, body: dict[str, Any]) -> None:
     """Write the answer to request ``rid`` and remove the request."""
     cdir = control_dir(data)
-    _write_atomic(cdir / f"{rid}.response", orjson.dumps(body, default=str))
+    write_atomic(cdir / f"{rid}.response", orjson.dumps(body, default=str))
     (cdir / f"{rid}.request").unlink(missing_ok=True)
 
 
@@ -290,5 +281,7 @@ def rebuild_command(data: str, *, timeout: float = 120.0) -> int:
     if swapped is not None:
         print(f"the running server caught up {swapped['caught_up']} more records and swapped "
               f"to {swapped['store']} in {swapped['seconds']} s; digest at build time:")
-    print(result)
+        print(result)
+    else:
+        print(f"digest: {result}")
     return 0

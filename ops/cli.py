@@ -1,11 +1,26 @@
-"""The ``marconi`` command: one sub-command per operator task; each lives in its own module."""
+"""The ``marconi`` command: one sub-command per operator task; each lives in its own module.
+
+Errors an operator can fix (a missing data directory, a store another server holds, a bad
+time, a port in use, a bad setting) end the command with one line on stderr and exit code 2,
+never a traceback: ``main`` turns the project's known error types into that line
+(``--log-level DEBUG`` shows the traceback too).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Commands that serve: their log lines are the operator's view, INFO by default. The tools
+# print results on stdout and stay quiet (WARNING) unless asked, so library chatter
+# (aiokafka's INFO lines under ``replay --kafka``) never mixes into their output.
+SERVING = frozenset({"serve", "node"})
+USAGE_ERROR = 2
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -90,7 +105,9 @@ def _bench_replay(args: argparse.Namespace) -> int:
 def _bench_cluster(args: argparse.Namespace) -> int:
     from ops.bench.cluster import main
 
-    main(seconds=args.seconds, workers=args.workers, partitions=args.partitions)
+    main(seconds=args.seconds, workers=args.workers, partitions=args.partitions,
+         session_timeout_ms=args.session_timeout_ms, kills=args.kills,
+         failover_only=args.failover_only)
     return 0
 
 
@@ -109,6 +126,22 @@ def _bench_notify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_history(args: argparse.Namespace) -> int:
+    from ops.bench.history import main
+    from projections.rules.versions import LATEST
+
+    main(commands=args.commands, rules=args.rules or LATEST, stepped=not args.no_work_count)
+    return 0
+
+
+def _bench_bounded(args: argparse.Namespace) -> int:
+    from ops.bench.bounded import main
+
+    main(tree=args.tree, purge_n=args.purge, delayed_n=args.delayed, cycle_n=args.cycle,
+         cycles=args.cycles)
+    return 0
+
+
 def _bench_fuzz(args: argparse.Namespace) -> int:
     from ops.bench.fuzz import main
 
@@ -116,35 +149,113 @@ def _bench_fuzz(args: argparse.Namespace) -> int:
     return 1 if report.server_error_count or report.bad_4xx_count else 0
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows an option's default after its help, unless the help already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.default not in (None, False, argparse.SUPPRESS) and "default" not in text
+                and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _settings_epilog() -> str:
+    from ops.settings import Settings
+
+    names = [f"MARCONI_{f.upper()}" for f in Settings.__dataclass_fields__]
+    lines, line = [], " "
+    for name in names:
+        if len(line) + len(name) > 90:
+            lines.append(line)
+            line = " "
+        line += f" {name}"
+    lines.append(line)
+    return ("Every setting can also come from a settings file (--config, TOML, same names in "
+            "lower case)\nor from the environment; flags win over the environment, which "
+            "wins over the file:\n" + "\n".join(lines) + "\n\nUnknown MARCONI_* variables "
+            "(e.g. Kubernetes' MARCONI_SERVICE_HOST, MARCONI_PORT=tcp://...) are ignored "
+            "with a warning.")
+
+
+# Help for options defined in other modules' ``add_arguments`` that came without any.
+_FALLBACK_HELP = {
+    "--queue": "queue name", "--project": "project id (the X-Project-ID the queue lives in)",
+    "--topic": "command topic (with --kafka)",
+    "--no-progress": "no progress bar on stderr", "--data": "data directory (log + store)",
+    "--kafka": "Kafka bootstrap servers", "--json": "JSON output",
+    "--timeout": "seconds to wait",
+}
+
+
+def _fill_help(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if action.help is None and action.option_strings:
+            action.help = _FALLBACK_HELP.get(action.option_strings[-1], "")
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _fill_help(child)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("marconi")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="marconi", description=__doc__)
-    parser.add_argument("--log-level", default="INFO")
+    parser = argparse.ArgumentParser(prog="marconi", description=__doc__,
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"marconi {_version()}")
+    parser.add_argument("--log-level", default=None, type=str.upper, choices=LOG_LEVELS,
+                        help="log lines at this level and above go to stderr (default: INFO "
+                             "for serve and node, WARNING for the other commands)")
     parser.add_argument("--log-format", choices=("text", "json"), default=None,
                         help="text (default) or json: one object per line, with request ids "
                              "(also MARCONI_LOG_FORMAT / log_format in the settings file)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="serve the Zaqar v2 API on the embedded log")
+    def add(name: str, **kw: object) -> argparse.ArgumentParser:
+        return sub.add_parser(name, formatter_class=_HelpFormatter, **kw)  # type: ignore[arg-type]
+
+    serve = add("serve", help="serve the Zaqar v2 API on the embedded log",
+                description="Serve the Zaqar v2 API from one process: FileLog + RocksDB "
+                            "under one data directory.", epilog=_settings_epilog())
     serve.add_argument("--data", default=None,
                        help="data directory (log + store); default MARCONI_DATA or ./data")
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--host", default=None,
+                       help="address to listen on; default MARCONI_HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, default=None,
+                       help="TCP port to listen on; default MARCONI_PORT or 8888")
     serve.add_argument("--config", default=None, help="settings file (TOML)")
     serve.add_argument("--partitions", type=int, default=None,
-                       help="partitions of a new log (default 16)")
+                       help="partitions of a new log (default 16; an existing log keeps its "
+                            "own count)")
     serve.set_defaults(func=_serve)
 
-    node = sub.add_parser("node", help="serve the API as one node of a Kafka-backed cluster")
-    node.add_argument("--kafka", required=True, help="bootstrap servers")
-    node.add_argument("--topic", default="marconi-commands")
+    node = add("node", help="serve the API as one node of a Kafka-backed cluster",
+               description="One node of a cluster: KafkaLog, a local store, partitions "
+                           "shared with the other nodes of --group.",
+               epilog=_settings_epilog() + "\n\nCluster timing: MARCONI_SESSION_TIMEOUT_MS, "
+                      "MARCONI_HEARTBEAT_INTERVAL_MS, MARCONI_REBALANCE_TIMEOUT_MS, "
+                      "MARCONI_FORWARD_CONNECT_TIMEOUT; MARCONI_CLUSTER_SECRET.")
+    node.add_argument("--kafka", required=True, help="Kafka bootstrap servers (host:port,...)")
+    node.add_argument("--topic", default="marconi-commands",
+                      help="the command topic every node of the cluster uses")
     node.add_argument("--partitions", type=int, default=None,
                       help="partitions of the topic when it is created (default 16)")
-    node.add_argument("--group", default="marconi")
-    node.add_argument("--data", default=None, help="this node's local store directory")
-    node.add_argument("--host", default=None)
-    node.add_argument("--port", type=int, default=None)
+    node.add_argument("--group", default="marconi",
+                      help="consumer group of the cluster's nodes (one group per cluster)")
+    node.add_argument("--data", default=None,
+                      help="this node's local store directory; default MARCONI_DATA or ./data")
+    node.add_argument("--host", default=None,
+                      help="address to listen on; default MARCONI_HOST or 127.0.0.1")
+    node.add_argument("--port", type=int, default=None,
+                      help="TCP port to listen on; default MARCONI_PORT or 8888")
     node.add_argument("--advertise", default=None,
-                      help="the http://host:port other nodes reach this node at")
+                      help="the address other nodes reach this node at: http://host:port or "
+                           "host:port (default: http://HOST:PORT)")
     node.add_argument("--config", default=None, help="settings file (TOML)")
     node.add_argument("--insecure-cluster", action="store_true",
                       help="start without MARCONI_CLUSTER_SECRET: node-to-node paths "
@@ -152,49 +263,54 @@ def build_parser() -> argparse.ArgumentParser:
                            "for tests on loopback only")
     node.set_defaults(func=_node)
 
-    digest = sub.add_parser("digest", help="hash of the whole projected state")
-    digest.add_argument("--data", default="./data")
+    digest = add("digest", help="hash of the whole projected state")
+    digest.add_argument("--data", default="./data", help="data directory (log + store)")
     digest.set_defaults(func=_digest)
 
-    rebuild = sub.add_parser(
+    rebuild = add(
         "rebuild", help="recompute every projection from offset 0 (live-safe: a running "
                         "server swaps the new store in when it has caught up)")
-    rebuild.add_argument("--data", default="./data")
+    rebuild.add_argument("--data", default="./data", help="data directory (log + store)")
     rebuild.add_argument("--timeout", type=float, default=120.0,
                          help="seconds a running server may take to catch up and swap")
     rebuild.set_defaults(func=_rebuild)
 
-    parts = sub.add_parser("partitions",
+    parts = add("partitions",
                            help="owner, applied offset, end offset and lag per partition")
     from ops.partitions import add_arguments as partitions_arguments
 
     partitions_arguments(parts)
     parts.set_defaults(func=_partitions)
 
-    snap = sub.add_parser("snapshot", help="RocksDB checkpoint + offsets (backup, seeding)")
+    snap = add("snapshot", help="RocksDB checkpoint + offsets (backup, seeding)")
     from ops.snapshot import add_arguments as snapshot_arguments
 
     snapshot_arguments(snap)
     snap.set_defaults(func=_snapshot)
 
-    replay = sub.add_parser("replay", help="a queue's audited history, or its state at a time")
+    replay = add("replay", help="a queue's audited history, or its state at a time")
     from ops.replay import add_arguments
 
     add_arguments(replay)
     replay.set_defaults(func=_replay)
 
-    bench = sub.add_parser("bench", help="benchmarks (print figures)")
-    bench_sub = bench.add_subparsers(dest="bench", required=True)
-    blog = bench_sub.add_parser("log", help="appends/s and latency of each log")
-    blog.add_argument("--partitions", type=int, default=16)
-    blog.add_argument("--appenders", type=int, nargs="+", default=[1, 100, 1000])
-    blog.add_argument("--seconds", type=float, default=3.0)
-    blog.add_argument("--record-bytes", type=int, default=1024)
+    bench = add("bench", help="benchmarks (print figures)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+
+    def bench_add(name: str, **kw: object) -> argparse.ArgumentParser:
+        return bench_sub.add_parser(name, formatter_class=_HelpFormatter, **kw)  # type: ignore[arg-type]
+
+    blog = bench_add("log", help="appends/s and latency of each log")
+    blog.add_argument("--partitions", type=int, default=16, help="partitions of each log")
+    blog.add_argument("--appenders", type=int, nargs="+", default=[1, 100, 1000],
+                      help="concurrent appenders, one run per number")
+    blog.add_argument("--seconds", type=float, default=3.0, help="length of each run")
+    blog.add_argument("--record-bytes", type=int, default=1024, help="size of each record")
     blog.add_argument("--kafka", default=None,
                       help="bootstrap servers; default: start the tansu test broker; '' to skip")
     blog.add_argument("--nondurable", action="store_true", help="also FileLog without fsync")
     blog.set_defaults(func=_bench_log)
-    bopen = bench_sub.add_parser("log-open", help="FileLog restart time and memory by log size")
+    bopen = bench_add("log-open", help="FileLog restart time and memory by log size")
     bopen.add_argument("--gb", type=float, default=1.6, help="size of the log to build")
     bopen.add_argument("--repeat", type=int, default=3, help="opens per figure (median)")
     bopen.add_argument("--crash-mb", type=int, default=64,
@@ -202,48 +318,99 @@ def build_parser() -> argparse.ArgumentParser:
     bopen.add_argument("--keep", default=None,
                        help="build in (and keep) this directory, reusing a log built there")
     bopen.set_defaults(func=_bench_log_open)
-    bhttp = bench_sub.add_parser("http", help="Zaqar v2 load: producers, consumers, observers")
-    bhttp.add_argument("url")
-    bhttp.add_argument("--producers", type=int, default=20)
-    bhttp.add_argument("--consumers", type=int, default=20)
-    bhttp.add_argument("--observers", type=int, default=2)
-    bhttp.add_argument("--seconds", type=float, default=10.0)
+    bhttp = bench_add("http", help="Zaqar v2 load: producers, consumers, observers")
+    bhttp.add_argument("url", help="base URL of a running server, e.g. http://127.0.0.1:8888")
+    bhttp.add_argument("--producers", type=int, default=20,
+                       help="concurrent clients posting messages")
+    bhttp.add_argument("--consumers", type=int, default=20,
+                       help="concurrent clients claiming and deleting messages")
+    bhttp.add_argument("--observers", type=int, default=2,
+                       help="concurrent clients listing messages")
+    bhttp.add_argument("--seconds", type=float, default=10.0, help="length of the run")
     bhttp.set_defaults(func=_bench_http)
-    bcmp = bench_sub.add_parser("compare", help="marconi serve vs upstream Zaqar, same load")
-    bcmp.add_argument("--seconds", type=float, default=10.0)
+    bcmp = bench_add("compare", help="marconi serve vs upstream Zaqar, same load")
+    bcmp.add_argument("--seconds", type=float, default=10.0, help="length of each run")
     bcmp.set_defaults(func=_bench_compare)
-    brep = bench_sub.add_parser("replay", help="audit a long queue history: time, memory")
-    brep.add_argument("--commands", type=int, default=100_000)
+    brep = bench_add("replay", help="audit a long queue history: time, memory")
+    brep.add_argument("--commands", type=int, default=100_000,
+                      help="commands in the generated history")
     brep.set_defaults(func=_bench_replay)
-    bclu = bench_sub.add_parser("cluster", help="failover time, 1-3 node throughput, forwarding")
-    bclu.add_argument("--seconds", type=float, default=6.0)
-    bclu.add_argument("--workers", type=int, default=24)
-    bclu.add_argument("--partitions", type=int, default=8)
+    bclu = bench_add("cluster", help="failover time, 1-3 node throughput, forwarding")
+    bclu.add_argument("--seconds", type=float, default=6.0, help="length of each load run")
+    bclu.add_argument("--workers", type=int, default=24, help="concurrent load clients")
+    bclu.add_argument("--partitions", type=int, default=8, help="partitions of the topic")
+    bclu.add_argument("--kills", type=int, default=3,
+                      help="kill -9s measured for failover (the median is reported)")
+    bclu.add_argument("--session-timeout-ms", type=int, default=None,
+                      help="group session timeout of the nodes (default: the nodes' own)")
+    bclu.add_argument("--failover-only", action="store_true",
+                      help="skip the throughput and forwarding runs")
     bclu.set_defaults(func=_bench_cluster)
-    bcore = bench_sub.add_parser("core", help="apply and rebuild throughput")
-    bcore.add_argument("--commands", type=int, default=50_000)
-    bcore.add_argument("--partitions", type=int, default=4)
+    bcore = bench_add("core", help="apply and rebuild throughput")
+    bcore.add_argument("--commands", type=int, default=50_000, help="commands folded")
+    bcore.add_argument("--partitions", type=int, default=4, help="partitions of the log")
     bcore.set_defaults(func=_bench_core)
-    bnot = bench_sub.add_parser(
+    bnot = bench_add(
         "notify", help="notification deliveries/s; POST p99 with and without subscriptions")
     bnot.add_argument("--subs", type=int, default=10, help="subscriptions for deliveries/s")
     bnot.add_argument("--messages", type=int, default=2000, help="messages for deliveries/s")
     bnot.add_argument("--fanout", type=int, default=100,
                       help="subscriptions on the queue of the latency comparison")
-    bnot.add_argument("--producers", type=int, default=4)
+    bnot.add_argument("--producers", type=int, default=4,
+                      help="concurrent clients posting in the latency comparison")
     bnot.add_argument("--seconds", type=float, default=8.0, help="length of each round")
-    bnot.add_argument("--rounds", type=int, default=3)
+    bnot.add_argument("--rounds", type=int, default=3,
+                      help="alternating rounds with and without subscriptions (medians)")
     bnot.set_defaults(func=_bench_notify)
-    bfuzz = bench_sub.add_parser(
+    bhist = bench_sub.add_parser(
+        "history", help="apply/rebuild rate when the same history spans 1 min, 1 h, 24 h")
+    bhist.add_argument("--commands", type=int, default=30_000)
+    bhist.add_argument("--rules", type=int, default=None,
+                       help="rules version to fold under (default: the latest; 1: original)")
+    bhist.add_argument("--no-work-count", action="store_true",
+                       help="skip counting keys stepped per record (a slower in-memory fold)")
+    bhist.set_defaults(func=_bench_history)
+    bbnd = bench_sub.add_parser(
+        "bounded", help="HTTP: read during a big purge, claim on a delayed queue, RSS cycles")
+    bbnd.add_argument("--tree", default=None,
+                      help="run the server from this checkout (to measure a 'before')")
+    bbnd.add_argument("--purge", type=int, default=100_000, help="messages to purge")
+    bbnd.add_argument("--delayed", type=int, default=50_000, help="delayed messages")
+    bbnd.add_argument("--cycle", type=int, default=30_000, help="messages per post/purge cycle")
+    bbnd.add_argument("--cycles", type=int, default=6)
+    bbnd.set_defaults(func=_bench_bounded)
+    bfuzz = bench_add(
         "fuzz", help="schemathesis from /v2/openapi.json: counts of requests, 5xx, bad 4xx")
     bfuzz.add_argument("url", nargs="?", default=None,
                        help="server to fuzz; default: start marconi serve on a free port")
     bfuzz.add_argument("--cases", type=int, default=10_000, help="about this many requests")
-    bfuzz.add_argument("--seed", type=int, default=0)
+    bfuzz.add_argument("--seed", type=int, default=0,
+                       help="random seed (the same seed replays the same requests)")
     bfuzz.add_argument("--token", default=None,
                        help="X-Auth-Token to send, for a server with auth = token")
     bfuzz.set_defaults(func=_bench_fuzz)
+    _fill_help(parser)
     return parser
+
+
+def known_errors() -> tuple[type[BaseException], ...]:
+    """The project's error types that mean "the operator can fix this" (one line, exit 2)."""
+    from log import LogError
+    from ops.admin import ControlError
+    from ops.settings import SettingsError
+    from projections.rocksstore import StoreLockedError
+    from projections.runner import StoreMismatchError
+
+    found: list[type[BaseException]] = [LogError, ControlError, SettingsError,
+                                         StoreLockedError, StoreMismatchError, OSError,
+                                         ValueError]
+    try:
+        from ops.snapshot import SnapshotError
+
+        found.append(SnapshotError)
+    except ImportError:  # pragma: no cover - optional module
+        pass
+    return tuple(found)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,8 +418,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ops.logs import configure
 
     fmt = args.log_format or os.environ.get("MARCONI_LOG_FORMAT", "").strip().lower() or "text"
+    args.log_level = args.log_level or ("INFO" if args.command in SERVING else "WARNING")
     configure(args.log_level, fmt if fmt in ("text", "json") else "text")
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except known_errors() as exc:
+        logging.getLogger("marconi").debug("%s failed", args.command, exc_info=True)
+        print(f"marconi {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
 
 
 if __name__ == "__main__":

@@ -4,10 +4,13 @@
 # processes on loopback ports. There is no load balancer: every node answers for every queue
 # (it forwards to the owner), so point clients at any of the printed URLs.
 #
-#   ops/cluster.sh [-n NODES] [-p FIRST_PORT] [-k KAFKA_PORT] [-d DIR] [-P PARTITIONS]
+#   bash ops/cluster.sh [-n NODES] [-p FIRST_PORT] [-k KAFKA_PORT] [-d DIR] [-P PARTITIONS]
+#                       [-t READY_TIMEOUT_SECONDS]
 #
 # Ctrl-C (or SIGTERM) stops the nodes gracefully (they leave the group), then the broker.
-# Node logs go to DIR/nodeI.log, the broker's to DIR/tansu.log; stores stay in DIR/nodeI.
+# Node logs go to DIR/nodeI.log, the broker's to DIR/tansu.log; stores stay in DIR/nodeI
+# (default DIR: ./cluster-data, ignored by git). It runs the project's .venv (created by
+# `bash ops/dev` on first use); PYTHON=... overrides it.
 set -euo pipefail
 
 NODES=3
@@ -15,20 +18,27 @@ FIRST_PORT=8881
 KAFKA_PORT=9092
 DIR=./cluster-data
 PARTITIONS=16
-PYTHON=${PYTHON:-python}
+READY_TIMEOUT=90
 
-while getopts "n:p:k:d:P:h" opt; do
+while getopts "n:p:k:d:P:t:h" opt; do
   case "$opt" in
     n) NODES=$OPTARG ;;
     p) FIRST_PORT=$OPTARG ;;
     k) KAFKA_PORT=$OPTARG ;;
     d) DIR=$OPTARG ;;
     P) PARTITIONS=$OPTARG ;;
-    *) sed -n '2,11p' "$0"; exit 2 ;;
+    t) READY_TIMEOUT=$OPTARG ;;
+    *) sed -n '2,14p' "$0"; exit 2 ;;
   esac
 done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+if [ -z "${PYTHON:-}" ]; then
+  PYTHON="$ROOT/.venv/bin/python"
+  if [ ! -x "$PYTHON" ] || [ ! -f "$ROOT/.venv/.installed" ]; then
+    bash "$ROOT/ops/dev" marconi --version >/dev/null
+  fi
+fi
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 PIDS=()
@@ -65,12 +75,30 @@ for ((i = 1; i <= NODES; i++)); do
   echo "node$i on http://127.0.0.1:$port (log $DIR/node$i.log)"
 done
 
-echo "waiting for the group to settle..."
-for ((i = 1; i <= NODES; i++)); do
-  port=$((FIRST_PORT + i - 1))
-  until "$PYTHON" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/_marconi/ready', timeout=1)" 2>/dev/null; do
-    sleep 0.5
+echo "waiting for the group to settle (at most ${READY_TIMEOUT} s)..."
+PORTS=()
+for ((i = 1; i <= NODES; i++)); do PORTS+=($((FIRST_PORT + i - 1))); done
+if ! "$PYTHON" - "$READY_TIMEOUT" "${PORTS[@]}" <<'PY'
+import sys, time, urllib.request
+deadline = time.monotonic() + float(sys.argv[1])
+pending = list(sys.argv[2:])
+while pending and time.monotonic() < deadline:
+    port = pending[0]
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_marconi/ready", timeout=1)
+        pending.pop(0)
+    except OSError:
+        time.sleep(0.5)
+if pending:
+    print(f"not ready after {sys.argv[1]} s: node(s) on port(s) {', '.join(pending)}",
+          file=sys.stderr)
+    sys.exit(1)
+PY
+then
+  for ((i = 1; i <= NODES; i++)); do
+    echo "--- $DIR/node$i.log (last lines)" >&2; tail -n 5 "$DIR/node$i.log" >&2 || true
   done
-done
+  exit 1
+fi
 echo "cluster ready; Ctrl-C to stop"
 wait -n "${PIDS[@]}" || true

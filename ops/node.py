@@ -8,8 +8,10 @@ what this node has caught up and forwards the rest once to its owner.
 Group timing is not a Marconi setting (``ops/settings.py`` stays the node-independent
 settings); these environment variables tune it and are removed before settings are read:
 
-* ``MARCONI_SESSION_TIMEOUT_MS`` (10000): how long a silent node keeps its partitions;
-  failover after ``kill -9`` takes about this plus one rebalance (2-5 s on tansu).
+* ``MARCONI_SESSION_TIMEOUT_MS`` (5000): how long a silent node keeps its partitions;
+  failover after ``kill -9`` takes about this plus one heartbeat and one rebalance
+  (``log/membership.py`` says why 5 s; ``marconi bench cluster`` measures it).
+* ``MARCONI_HEARTBEAT_INTERVAL_MS`` (session / 5, at least 300).
 * ``MARCONI_REBALANCE_TIMEOUT_MS`` (max(session, 10000)).
 * ``MARCONI_FORWARD_CONNECT_TIMEOUT`` (1.0 s): an owner that does not accept a connection
   in this time is treated as gone (503 with Retry-After).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -40,19 +43,21 @@ from hypercorn.asyncio import serve as hypercorn_serve
 
 from log import LogError, LogMismatchError
 from log.kafkalog import KEEP_FOREVER, KafkaLog
-from log.membership import Membership
+from log.membership import SESSION_TIMEOUT_MS, Membership
 from ops.notify import NotifierWiring
-from ops.serve import hypercorn_config
+from ops.serve import hypercorn_config, snapshotter
 from ops.settings import Settings, SettingsError, load_settings
 from projections.rocksstore import RocksStore, StoreLockedError
 from projections.runner import Runner, StoreMismatchError
+from projections.snapshots import LogSnapshots, SnapshotError
 from service.app import create_app
 from service.cluster import ClusterGateway, cluster_app, internal_app
 from service.metrics import CountingLog, LocalStatus, Metrics
 
 logger = logging.getLogger("marconi.node")
 
-CLUSTER_ENV = ("MARCONI_SESSION_TIMEOUT_MS", "MARCONI_REBALANCE_TIMEOUT_MS",
+CLUSTER_ENV = ("MARCONI_SESSION_TIMEOUT_MS", "MARCONI_HEARTBEAT_INTERVAL_MS",
+               "MARCONI_REBALANCE_TIMEOUT_MS",
                "MARCONI_FORWARD_CONNECT_TIMEOUT", "MARCONI_CLUSTER_SECRET")
 
 
@@ -65,7 +70,8 @@ class ClusterOptions:
     partitions: int | None = None  # for creating the topic; None: the topic's own count
     group: str = "marconi"
     advertise: str | None = None
-    session_timeout_ms: int = 10_000
+    session_timeout_ms: int = SESSION_TIMEOUT_MS
+    heartbeat_interval_ms: int | None = None
     rebalance_timeout_ms: int | None = None
     connect_timeout: float = 1.0
     secret: str | None = None
@@ -121,15 +127,27 @@ async def run_node(settings: Settings, options: ClusterOptions,
     kafka = await open_log(options, settings.partitions, f"marconi-{settings.port}",
                            KEEP_FOREVER if retention is None else retention)
     try:
-        store = RocksStore(str(data / "store"))
+        store = RocksStore(str(data / "store"), memory_mb=settings.store_memory_mb)
     except StoreLockedError:
         await kafka.stop()
         raise
     # Counts appends and remembers the end offsets every barrier and tail sees, for /metrics
     # and the health detail (other nodes append too, so a lag shown is a lower bound).
     log = CountingLog(kafka)
+    # Snapshots go to a second topic beside the command topic (DESIGN.md §8), so a node that
+    # takes over a partition without a local store restores the newest and replays the tail.
+    snaplog = KafkaLog(options.kafka, f"{kafka.topic}-snapshots", kafka.partitions,
+                       client_id=f"marconi-{settings.port}-snapshots")
+    try:
+        await snaplog.start()
+    except BaseException:
+        await kafka.stop()
+        store.close()
+        raise
+    snaps = LogSnapshots(snaplog, keep=settings.snapshot_keep)
     notify = NotifierWiring(settings)  # the owner of a partition sends its deliveries (§9)
-    runner = Runner(log, store, [], **notify.runner_options(settings))  # type: ignore[arg-type]
+    runner = Runner(log, store, [], snapshots=snapshotter(settings, log, data, snaps),
+                    **notify.runner_options(settings))  # type: ignore[arg-type]
     membership: Membership | None = None
     gateway: ClusterGateway | None = None
     try:
@@ -144,6 +162,7 @@ async def run_node(settings: Settings, options: ClusterOptions,
         membership = Membership(
             options.kafka, kafka.topic, options.group, address, on_change=on_change,
             session_timeout_ms=options.session_timeout_ms,
+            heartbeat_interval_ms=options.heartbeat_interval_ms,
             rebalance_timeout_ms=options.rebalance_timeout_ms,
             client_id=f"marconi-member-{settings.port}")
         member = membership
@@ -158,6 +177,8 @@ async def run_node(settings: Settings, options: ClusterOptions,
                 "generation": member.state.generation,
                 "rebalancing": member.state.rebalancing,
                 "applied": {str(p): runner.applied_offset(p) for p in runner.partitions},
+                # owned partitions' rows as /v2/health shows them (``marconi partitions --url``)
+                "rows": [row.as_json() for row in node_status.partition_status()],
             }
 
         gateway = ClusterGateway(log, runner, store, owners=lambda: member.state.owners,
@@ -192,6 +213,7 @@ async def run_node(settings: Settings, options: ClusterOptions,
         if gateway is not None:
             await gateway.aclose()
         await kafka.stop()
+        await snaplog.stop()
         store.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -199,13 +221,47 @@ async def run_node(settings: Settings, options: ClusterOptions,
     return 0
 
 
+def advertised(value: str | None, host: str, port: int) -> str:
+    """The URL other nodes forward to: ``http(s)://host:port``; a bare ``host:port`` gets
+    ``http://``. Anything else is refused at start (a wrong address would make every
+    forward to this node fail for as long as it runs)."""
+    from urllib.parse import urlsplit
+
+    if value is None:
+        return f"http://{host}:{port}"
+    raw = value.strip()
+    if "://" not in raw:
+        raw = f"http://{raw}"
+    parts = urlsplit(raw)
+    try:
+        has_port = parts.port is not None
+    except ValueError:
+        has_port = False
+    if (parts.scheme not in ("http", "https") or not parts.hostname or not has_port
+            or parts.path not in ("", "/") or parts.query or parts.fragment):
+        raise ValueError(f"--advertise {value!r}: expected http://host:port or host:port "
+                         "(the address other nodes reach this node at)")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _int_knob(knobs: Mapping[str, str], name: str) -> int | None:
+    raw = knobs.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}: {raw!r} is not a whole number of milliseconds") from None
+
+
 def options_from(args: argparse.Namespace, knobs: Mapping[str, str]) -> ClusterOptions:
-    rebalance = knobs.get("MARCONI_REBALANCE_TIMEOUT_MS")
+    session = _int_knob(knobs, "MARCONI_SESSION_TIMEOUT_MS")
     return ClusterOptions(
         kafka=args.kafka, topic=args.topic, partitions=args.partitions, group=args.group,
         advertise=args.advertise,
-        session_timeout_ms=int(knobs.get("MARCONI_SESSION_TIMEOUT_MS", "10000")),
-        rebalance_timeout_ms=int(rebalance) if rebalance else None,
+        session_timeout_ms=session if session is not None else SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=_int_knob(knobs, "MARCONI_HEARTBEAT_INTERVAL_MS"),
+        rebalance_timeout_ms=_int_knob(knobs, "MARCONI_REBALANCE_TIMEOUT_MS"),
         connect_timeout=float(knobs.get("MARCONI_FORWARD_CONNECT_TIMEOUT", "1.0")),
         secret=knobs.get("MARCONI_CLUSTER_SECRET") or None,
     )
@@ -241,6 +297,8 @@ def node(args: argparse.Namespace) -> int:
         settings = load_settings(args.config, env=settings_env, data=args.data,
                                  host=args.host, port=args.port)
         options = options_from(args, knobs)
+        options = dataclasses.replace(
+            options, advertise=advertised(options.advertise, settings.host, settings.port))
     except (SettingsError, ValueError) as exc:
         print(f"marconi: {exc}", file=sys.stderr)
         return 2
@@ -250,6 +308,6 @@ def node(args: argparse.Namespace) -> int:
         return 2
     try:
         return asyncio.run(run_node(settings, options))
-    except (LogError, StoreLockedError, StoreMismatchError, OSError) as exc:
+    except (LogError, StoreLockedError, StoreMismatchError, SnapshotError, OSError) as exc:
         print(f"marconi: cannot run node: {exc}", file=sys.stderr)
         return 1

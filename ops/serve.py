@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import shutil
 import signal
@@ -28,17 +29,24 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
 
-from log import LogError
+from log import Log, LogError
 from log.filelog import FileLog
 from ops import admin
-from ops.admin import log_dir, store_dir
+from ops.admin import log_dir, snapshot_dir, store_dir
 from ops.historyproc import ProcessHistory
 from ops.notify import NotifierWiring
 from ops.settings import Settings, SettingsError, load_settings
 from ops.snapshot import write_snapshot
 from projections import queries
 from projections.rocksstore import RocksStore, StoreLockedError
-from projections.runner import Runner, StoreMismatchError
+from projections.runner import Runner, StoreMismatchError, wall_ms
+from projections.snapshots import (
+    FileSnapshots,
+    SnapshotError,
+    SnapshotStore,
+    Snapshotter,
+    retention_by,
+)
 from service.app import create_app
 from service.gateway import LocalGateway
 from service.metrics import CountingLog, LocalStatus, Metrics
@@ -46,10 +54,47 @@ from service.metrics import CountingLog, LocalStatus, Metrics
 logger = logging.getLogger("marconi.serve")
 
 
-def hypercorn_config(settings: Settings) -> Config:
+class ListenError(OSError):
+    """The address to serve on cannot be bound (in use, not ours): one line, not a traceback."""
+
+
+def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket on ``host:port``, bound before anything else starts.
+
+    Binding here rather than inside Hypercorn means "listening on ..." is only printed once
+    it is true, and a port in use is one clear line before the log or the store is opened.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        reason = ("the address is already in use (is another server running? choose "
+                  "another --port)" if exc.errno == errno.EADDRINUSE
+                  else exc.strerror or str(exc))
+        raise ListenError(f"cannot listen on {host}:{port}: {reason}") from exc
+    sock.set_inheritable(False)
+    return sock
+
+
+def hypercorn_config(settings: Settings, listener: socket.socket | None = None) -> Config:
+    """Hypercorn's config; with ``listener`` it serves on that bound socket (and owns it)."""
     config = Config()
-    config.bind = [f"{settings.host}:{settings.port}"]
+    config.bind = ([f"fd://{listener.detach()}"] if listener is not None
+                   else [f"{settings.host}:{settings.port}"])
     config.graceful_timeout = settings.graceful_timeout
+    # A connection silent for longer than any request may take is dropped (a trickled body
+    # is cut earlier, by service.bodytimeout).
+    config.read_timeout = int(settings.request_timeout + settings.body_timeout) + 5
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
@@ -66,6 +111,14 @@ def prepare(settings: Settings, explicit_partitions: bool) -> tuple[Path, int | 
     if explicit_partitions or not (log_dir(data) / "meta.json").exists():
         return data, settings.partitions
     return data, None
+
+
+def snapshotter(settings: Settings, log: Log, data: Path,
+                snapshots: SnapshotStore | None = None) -> Snapshotter:
+    """The runner's snapshot duty: ``data/snapshots`` (embedded) or the given store."""
+    store = snapshots or FileSnapshots(snapshot_dir(data), keep=settings.snapshot_keep)
+    return Snapshotter(store, int(settings.snapshot_interval * 1000),
+                       retention=retention_by(log, settings.log_retention_ms, wall_ms))
 
 
 class EmbeddedNode:
@@ -86,7 +139,8 @@ class EmbeddedNode:
         self.store: RocksStore | None = None
         self.runner: Runner | None = None
         self.status: LocalStatus | None = None
-        self.history = ProcessHistory(log)  # its worker starts on the first history page
+        # its worker starts on the first history page
+        self.history = ProcessHistory(log, snapshot_dir(data))
         self.app: Starlette | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self.owner = f"{socket.gethostname()}:{settings.port}"
@@ -95,13 +149,14 @@ class EmbeddedNode:
 
     def _runner(self, store: RocksStore) -> Runner:
         runner = Runner(self.log, store, range(self.log.partitions),
+                        snapshots=snapshotter(self.settings, self.log, self.data),
                         **self.notify.runner_options(self.settings))  # type: ignore[arg-type]
         if self.metrics is not None:
             runner.on_delivery = self.metrics.delivery
         return runner
 
     async def start(self) -> Starlette:
-        self.store = RocksStore(store_dir(self.data))
+        self.store = RocksStore(store_dir(self.data), memory_mb=self.settings.store_memory_mb)
         self.runner = self._runner(self.store)
         await self.runner.start()
         await self.log.refresh()
@@ -165,7 +220,7 @@ class EmbeddedNode:
         assert self.app is not None and self.status is not None
         assert self.runner is not None and self.store is not None
         started = time.perf_counter()
-        store = RocksStore(path)
+        store = RocksStore(path, memory_mb=self.settings.store_memory_mb)
         runner = self._runner(store)
         try:
             before = {p: queries.partition_state(store, p)["offset"]
@@ -212,33 +267,52 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    data, partitions = prepare(settings, explicit_partitions)
-    log = FileLog(log_dir(data), partitions, segment_bytes=settings.log_segment_bytes,
-                  archive_dir=settings.log_archive_dir)
-    await log.start()
+    listener = listen(settings.host, settings.port)
+    try:
+        data, partitions = prepare(settings, explicit_partitions)
+        log = FileLog(log_dir(data), partitions, segment_bytes=settings.log_segment_bytes,
+                      archive_dir=settings.log_archive_dir)
+        await log.start()
+    except BaseException:
+        listener.close()
+        raise
     node = EmbeddedNode(settings, data, log)
     watcher: asyncio.Task[None] | None = None
+    summary: asyncio.Task[None] | None = None
     try:
         app = await node.start()
         watcher = loop.create_task(node.watch(), name="control")
         url = f"http://{settings.host}:{settings.port}"
         logger.info("serving Zaqar v2 on %s (data %s, %d partitions)", url, data,
                     log.partitions)
+        assert node.runner is not None
+        summary = loop.create_task(log_caught_up(node.runner), name="caught-up")
         print(f"marconi: listening on {url}", flush=True)
-        await hypercorn_serve(app, hypercorn_config(settings),  # type: ignore[arg-type]
+        await hypercorn_serve(app, hypercorn_config(settings, listener),  # type: ignore[arg-type]
                               shutdown_trigger=stop.wait)
         logger.info("shutting down: in-flight requests done")
     finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        for task in (watcher, summary):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await node.stop()
         await log.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     logger.info("stopped cleanly")
     return 0
+
+
+async def log_caught_up(runner: Runner, interval: float = 0.05) -> None:
+    """One line once every partition has caught up at start (not one per partition)."""
+    started = time.perf_counter()
+    while len(runner.ready_partitions) < len(runner.partitions):  # noqa: ASYNC110 - no
+        await asyncio.sleep(interval)  # "all ready" event in the runner; ends at start
+    applied = [runner.applied_offset(p) for p in runner.partitions]
+    logger.info("%d partitions caught up in %.2f s (%d records applied)", len(applied),
+                time.perf_counter() - started, sum(offset + 1 for offset in applied))
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -255,6 +329,6 @@ def serve(args: argparse.Namespace) -> int:
     configure(getattr(args, "log_level", "INFO"), settings.log_format)
     try:
         return asyncio.run(run(settings, explicit_partitions=args.partitions is not None))
-    except (LogError, StoreLockedError, StoreMismatchError, OSError) as exc:
+    except (LogError, StoreLockedError, StoreMismatchError, SnapshotError, OSError) as exc:
         print(f"marconi: cannot serve: {exc}", file=sys.stderr)
         return 1

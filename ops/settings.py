@@ -8,6 +8,7 @@ wiring passes the values into constructors. Names and defaults follow Zaqar's op
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 import types
@@ -19,8 +20,10 @@ from typing import Any
 
 from projections.metadata import Limits
 
+logger = logging.getLogger("marconi.settings")
+
 ENV_PREFIX = "MARCONI_"
-AUTH_MODES = ("none", "token")
+AUTH_MODES = ("none", "token", "keystone")
 CLIENT_ID_MODES = ("strict", "off")
 LOG_FORMATS = ("text", "json")
 API_VERSIONS = ("1", "1.1", "2")  # upstream's ids: GET / and enable_deprecated_api_versions
@@ -54,10 +57,16 @@ def parse_duration(text: str, name: str = "duration") -> float:
 
 @dataclass(frozen=True, slots=True)
 class TokenGrant:
-    """What a static token stands for: an optional project and its roles."""
+    """What a static token stands for: its project and roles.
+
+    A token without a project lets its holder name any X-Project-ID, i.e. act as every
+    tenant. That is refused at load unless the token says so (``any_project = true``, for
+    an operator's token): a forgotten ``project`` must not silently open every tenant.
+    """
 
     project: str | None = None
     roles: tuple[str, ...] = ()
+    any_project: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,7 @@ class Settings:
     graceful_timeout: float = 5.0  # seconds in-flight requests get on shutdown
     log_format: str = "text"  # "text" or "json" (one object per line, with request ids)
     access_log: bool = False  # one INFO line per request (logger marconi.access)
+    store_memory_mb: int = 64  # RocksDB memtable and block cache, each (the store's RSS bound)
     # API versions served: "1" (v1.0), "1.1", "2"; one left out answers 404 and leaves GET /
     enable_api_versions: tuple[str, ...] = API_VERSIONS
 
@@ -81,6 +91,19 @@ class Settings:
     tokens: Mapping[str, TokenGrant] = field(default_factory=dict)
     admin_mode: bool = False
     secret_key: str | None = None  # [signed_url] secret_key; /share answers 400 without it
+
+    # -- auth = "keystone" (keystonemiddleware's [keystone_authtoken] names) -------------
+    keystone_auth_url: str | None = None  # e.g. http://keystone:5000/v3
+    keystone_username: str | None = None  # the service account validating user tokens
+    keystone_password: str | None = None
+    keystone_project_name: str | None = None  # the service account's project ("service")
+    keystone_user_domain_name: str = "Default"
+    keystone_project_domain_name: str = "Default"
+    keystone_www_authenticate_uri: str | None = None  # sent in 401s; default keystone_auth_url
+    keystone_interface: str = "internal"  # which catalog endpoint of identity validates
+    keystone_region_name: str | None = None
+    keystone_token_cache_time: int = 300  # seconds a validated (or refused) token is cached
+    keystone_timeout: float = 10.0  # seconds per call to Keystone
 
     # -- transport limits (zaqar-api.md §2) ---------------------------------------------
     max_queues_per_page: int = 20
@@ -105,6 +128,18 @@ class Settings:
     message_delete_with_claim_id: bool = False
     enable_checksum: bool = False
 
+    # -- abuse limits and scrape auth (issue 9; 0 = off) ---------------------------------
+    metrics_token: str | None = None  # when set, /metrics wants "Authorization: Bearer <it>"
+    max_queues_per_project: int = 0  # queues one project may hold (all partitions together)
+    max_messages_per_queue: int = 0  # messages stored in one queue (decided in apply)
+    rate_limit: float = 0.0  # requests per second per project (token bucket refill)
+    rate_burst: int = 0  # bucket size; 0 = max(1, 2 * rate_limit)
+    body_timeout: float = 30.0  # seconds a client may take to send a request body (408)
+
+    # -- snapshots (DESIGN.md §8): durations are seconds, written like ``90s``, ``10m``, ``7d``
+    snapshot_interval: float = 600.0  # log time between a partition's automatic snapshots
+    snapshot_keep: int = 3  # newest snapshots kept per partition (the oldest bounds retention)
+
     # -- notifications (DESIGN §9; README "Notifications") ------------------------------
     notifications: bool = True  # posts record deliveries to their queue's subscribers
     require_confirmation: bool = False  # [notification] require_confirmation
@@ -127,6 +162,12 @@ class Settings:
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
             raise SettingsError(f"auth must be one of {AUTH_MODES}, not {self.auth!r}")
+        if self.auth == "keystone":
+            missing = [name for name in ("keystone_auth_url", "keystone_username",
+                                         "keystone_password", "keystone_project_name")
+                       if not getattr(self, name)]
+            if missing:
+                raise SettingsError(f"auth = \"keystone\" needs {', '.join(missing)}")
         if self.log_format not in LOG_FORMATS:
             raise SettingsError(f"log_format must be one of {LOG_FORMATS}, "
                                 f"not {self.log_format!r}")
@@ -140,6 +181,22 @@ class Settings:
                                 f"valid are {list(API_VERSIONS)}")
         if self.partitions <= 0:
             raise SettingsError("partitions must be positive")
+        if self.store_memory_mb < 1:
+            raise SettingsError("store_memory_mb must be at least 1")
+        for token, grant in self.tokens.items():
+            if not grant.project and not grant.any_project:
+                raise SettingsError(
+                    f"tokens.{token}: no project, so its holder could pick any X-Project-ID; "
+                    "give it a project, or any_project = true if it is meant to act for "
+                    "every project")
+        for name in ("rate_limit", "rate_burst", "body_timeout"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name} must not be negative")
+
+        if self.snapshot_interval <= 0:
+            raise SettingsError("snapshot_interval must be positive")
+        if self.snapshot_keep < 1:
+            raise SettingsError("snapshot_keep must be at least 1")
         if self.log_retention.strip().lower() != FOREVER:
             parse_duration(self.log_retention, "log_retention")
         if not 4096 <= self.log_segment_bytes <= 1 << 30:
@@ -169,6 +226,9 @@ class Settings:
 
 _HINTS = typing.get_type_hints(Settings)
 
+# Settings written as durations (in seconds, through ``parse_duration``).
+DURATIONS = frozenset({"snapshot_interval"})
+
 
 def _parse_bool(name: str, raw: str) -> bool:
     word = raw.strip().lower()
@@ -192,8 +252,8 @@ def _tokens(name: str, value: Any) -> dict[str, TokenGrant]:
         raise SettingsError(f"{name}: expected a table of token -> {{project, roles}}")
     out: dict[str, TokenGrant] = {}
     for token, grant in value.items():
-        if not isinstance(grant, dict) or set(grant) - {"project", "roles"}:
-            raise SettingsError(f"{name}.{token}: expected {{project?, roles?}}")
+        if not isinstance(grant, dict) or set(grant) - {"project", "roles", "any_project"}:
+            raise SettingsError(f"{name}.{token}: expected {{project?, roles?, any_project?}}")
         project = grant.get("project")
         roles = grant.get("roles", [])
         if project is not None and not isinstance(project, str):
@@ -202,7 +262,13 @@ def _tokens(name: str, value: Any) -> dict[str, TokenGrant]:
             roles = [r for r in roles.split(",") if r.strip()]
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise SettingsError(f"{name}.{token}.roles must be a list of strings")
-        out[str(token)] = TokenGrant(project=project, roles=tuple(r.strip() for r in roles))
+        any_project = grant.get("any_project", False)
+        if isinstance(any_project, str):
+            any_project = _parse_bool(f"{name}.{token}.any_project", any_project)
+        if not isinstance(any_project, bool):
+            raise SettingsError(f"{name}.{token}.any_project must be a boolean")
+        out[str(token)] = TokenGrant(project=project, roles=tuple(r.strip() for r in roles),
+                                     any_project=any_project)
     return out
 
 
@@ -212,6 +278,8 @@ def _coerce(name: str, value: Any, label: str | None = None) -> Any:
     label = label or name
     if name == "tokens":
         return _tokens(label, value)
+    if name in DURATIONS:
+        return parse_duration(value, label)
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):  # ``str | None``
         if value is None or (isinstance(value, str) and value == ""):
@@ -264,16 +332,32 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {key: _coerce(key, value) for key, value in raw.items()}
 
 
+def _service_link(value: str) -> bool:
+    """A Kubernetes service-link value (``MARCONI_PORT=tcp://10.0.0.1:8888``), not a setting."""
+    return value.strip().lower().startswith(("tcp://", "udp://", "sctp://"))
+
+
 def read_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """The settings given as ``MARCONI_<NAME>`` variables; unknown ones are an error."""
+    """The settings given as ``MARCONI_<NAME>`` variables.
+
+    Unknown names are logged and ignored, not fatal: Kubernetes injects ``MARCONI_PORT=
+    tcp://...``, ``MARCONI_SERVICE_HOST``, ``MARCONI_PORT_8888_TCP...`` into every pod of a
+    namespace with a Service named ``marconi``, and the server must still start there. A
+    ``tcp://`` value is such a link, never a port.
+    """
     out: dict[str, Any] = {}
+    ignored: list[str] = []
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX):
             continue
         name = key[len(ENV_PREFIX):].lower()
-        if name not in _HINTS:
-            raise SettingsError(f"unknown setting in environment: {key}")
+        if name not in _HINTS or _service_link(value):
+            ignored.append(key)
+            continue
         out[name] = _coerce(name, value, key)
+    if ignored:
+        logger.warning("ignoring environment variables that are not Marconi settings: %s",
+                       ", ".join(sorted(ignored)))
     return out
 
 

@@ -5,6 +5,12 @@ history recomputes them: the queue's partition is folded into a scratch store an
 command's outcome is read right after it applies. Apply is deterministic, so these are the
 outcomes the clients saw. Memory stays flat: the scratch store is RocksDB on disk and the log
 is read in bounded batches.
+
+With snapshots (DESIGN.md §8) the replay starts from the newest snapshot at or before the
+window (restored into the scratch store) instead of offset 0, so its cost is the window plus
+at most one snapshot interval, however long the history. A window before what is retained
+(the log start, or the oldest snapshot once the log has been cut) is ``NotRetainedError``
+saying what is retained — never a partial answer.
 """
 
 from __future__ import annotations
@@ -40,6 +46,18 @@ from projections.commands import (
 )
 from projections.overlay import Overlay
 from projections.rocksstore import RocksStore
+from projections.snapshots import (
+    SnapshotError,
+    SnapshotInfo,
+    SnapshotStore,
+    log_start,
+    newest_at_or_before,
+    restore,
+)
+
+
+class NotRetainedError(SnapshotError):
+    """The asked-for window starts before the retained history; the message says what is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +128,12 @@ class History:
     """Replays one partition into a scratch store; use as an async context manager."""
 
     def __init__(self, log: Log, project: str, queue: str, *, batch: int = 2000,
-                 scratch_dir: str | None = None) -> None:
+                 scratch_dir: str | None = None,
+                 snapshots: SnapshotStore | None = None) -> None:
         self._log = log
+        self._snapshots = snapshots
+        self.replayed = 0  # records read and applied (tests count the work)
+        self.started_from: SnapshotInfo | None = None  # the snapshot the replay began at
         self.project = project
         self.queue = queue
         self.partition = partition_for(project, queue, log.partitions)
@@ -133,15 +155,21 @@ class History:
         until_ms: int | None = None,
         stop: Callable[[int, int], bool] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        at_offset: int | None = None,
+        at_ms: int | None = None,
+        after_offset: int | None = None,
     ) -> AsyncIterator[Entry]:
         """Commands of the queue, oldest first, in ``[since_ms, until_ms]`` of effective time.
 
         ``stop(offset, time_ms)`` ends the replay before that record is applied (for point in
-        time); ``progress(done, total)`` is called once per batch.
+        time); ``progress(done, total)`` is called once per batch. ``at_offset`` / ``at_ms``
+        (the point a ``stop`` ends at) and ``after_offset`` (only entries after it are
+        wanted) let the replay start from a snapshot instead of offset 0.
         """
         p = self.partition
         end = await self._log.end_offset(p)
-        offset = 0
+        offset = await self._start(since_ms=since_ms, at_offset=at_offset, at_ms=at_ms,
+                                   after_offset=after_offset)
         while offset < end:
             records = await self._log.read(p, offset, min(self._batch, end - offset))
             if not records:
@@ -162,15 +190,44 @@ class History:
                 if since_ms is not None and time_ms < since_ms:
                     continue
                 if until_ms is not None and time_ms > until_ms:
-                    continue
+                    self.store.commit(tx.changes)
+                    return  # effective time is monotone: nothing later is in the window
                 raw = tx.get(K.outcome(p, cmd.id))
                 outcome = orjson.loads(raw) if raw is not None else {"duplicate": True}
                 yield Entry(rec.offset, time_ms, cmd.project, cmd.queue, cmd.client_id,
                             cmd.TAG, essentials(cmd), brief(outcome))
             self.store.commit(tx.changes)
+            self.replayed += len(records)
             offset = records[-1].offset + 1
             if progress is not None:
                 progress(offset, end)
+
+    async def _start(self, *, since_ms: int | None, at_offset: int | None,
+                     at_ms: int | None, after_offset: int | None) -> int:
+        """Seed the scratch store from the best snapshot; returns the offset to read next."""
+        p = self.partition
+        start = await log_start(self._log, p)
+        infos = await self._snapshots.list(p) if self._snapshots is not None else []
+        usable = [i for i in infos if i.offset + 1 >= start]
+        bounded = not (since_ms is None and at_offset is None and at_ms is None
+                       and after_offset is None)
+        chosen = None
+        if bounded:
+            limit = at_offset if after_offset is None else (
+                after_offset if at_offset is None else min(at_offset, after_offset))
+            chosen = newest_at_or_before(usable, offset=limit, time_ms=at_ms,
+                                         before_ms=since_ms)
+        if chosen is None and start == 0:
+            return 0  # the log is whole: replay from the beginning
+        if chosen is None and not bounded and usable:
+            chosen = usable[0]  # the whole retained history: from the oldest snapshot
+        if chosen is None:
+            raise NotRetainedError(retained_text(p, start, usable))
+        assert self._snapshots is not None
+        blob = await self._snapshots.load(chosen)
+        await restore(self.store, blob, identity=(self._log.log_id, self._log.partitions))
+        self.started_from = chosen
+        return chosen.offset + 1
 
     def state(self, now_ms: int) -> dict[str, Any]:
         """The queue as the scratch store holds it, judged at ``now_ms``: stats, messages,
@@ -194,3 +251,16 @@ class History:
                           "body": m.body} for m in messages],
             "claims": claims,
         }
+
+
+def retained_text(partition: int, start: int, usable: list[SnapshotInfo]) -> str:
+    """One line for an operator: what history of ``partition`` can still be replayed."""
+    from datetime import UTC, datetime
+
+    if not usable:
+        return (f"history of partition {partition} is not retained before offset {start} and "
+                "no snapshot covers it (nothing can be replayed)")
+    first = usable[0]
+    when = datetime.fromtimestamp(first.time_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (f"history of partition {partition} is retained from {when} (offset "
+            f"{first.offset + 1}) on; ask for a window at or after that")

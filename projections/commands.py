@@ -36,6 +36,10 @@ class Command:
 class CreateQueue(Command):
     TAG: ClassVar[str] = "queue.create"
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Quota (0 = off): the project's queue limit and its queues on other partitions, seen
+    # when the command was built; apply adds this partition's own (projections.rules.quotas).
+    max_queues: int = 0
+    queues_elsewhere: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +85,9 @@ class PostMessages(Command):
     # and skip unconfirmed subscriptions when confirmation is required.
     deliver: bool = False
     require_confirmation: bool = False
+    max_messages: int = 0  # quota: messages one queue may hold (0 = off)
+    max_queues: int = 0  # quota, as on CreateQueue (a post creates its queue lazily)
+    queues_elsewhere: int = 0
     create_queue: bool = True  # False (v1.0): a missing queue is refused, not created
 
 
@@ -134,6 +141,8 @@ class CreateSubscription(Command):
     ttl: int = 3600
     options: dict[str, Any] = field(default_factory=dict)
     require_confirmation: bool = False  # stamped: queue a SubscriptionConfirmation to send
+    max_queues: int = 0  # quota, as on CreateQueue (a subscription creates its queue lazily)
+    queues_elsewhere: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,13 +215,24 @@ class DeliveryReport(Command):
     floor_ms: int = 0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetRules(Command):
+    """From this record on, the partition folds under rules ``version`` (DESIGN §7).
+
+    Appended by the partition's owner; see ``projections.rules.versions``.
+    """
+
+    TAG: ClassVar[str] = "rules.set"
+    version: int
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
     cls.TAG: cls
     for cls in (
         CreateQueue, UpdateQueue, DeleteQueue, PurgeQueue, PostMessages, DeleteMessage,
         DeleteMessages, PopMessages, CreateClaim, UpdateClaim, ReleaseClaim,
         CreateSubscription, UpdateSubscription, DeleteSubscription, ConfirmSubscription,
-        Sweep, ImportDeadLetters, OutboxDone, DeliveryReport,
+        Sweep, ImportDeadLetters, OutboxDone, DeliveryReport, SetRules,
     )
 }
 

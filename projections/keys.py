@@ -21,6 +21,7 @@ MSGID = 0x21
 FREE = 0x22
 QEXP = 0x23
 PEXP = 0x24
+DELAYED = 0x25  # rules >= 2: delayed messages by eligibility time, moved to FREE when due
 CLAIM = 0x30
 QCLEXP = 0x31
 PCLEXP = 0x32
@@ -32,6 +33,7 @@ OUTEXP = 0x51
 OUTBOX = 0x60
 HWM = 0x61
 GARBAGE = 0x70
+GCQ = 0x71  # rules >= 2: incarnations to collect, in the order they were dropped
 DELIVERY = 0x80  # pending delivery: project, queue, subscription, item
 DELIVERY_DUE = 0x81  # index of pending deliveries by next attempt time
 DELIVERY_BODY = 0x82  # a posted message kept for its pending deliveries, with a refcount
@@ -41,7 +43,7 @@ DELIVERY_REFS = 0x85  # how many pending deliveries still need a DELIVERY_BODY
 QUARANTINE = 0x7F
 
 # The kinds living under one queue incarnation: what deleting a queue must collect.
-INCARNATION_KINDS = (MSG, MSGID, FREE, QEXP, CLAIM, QCLEXP)
+INCARNATION_KINDS = (MSG, MSGID, FREE, QEXP, CLAIM, QCLEXP, DELAYED)
 
 
 def u64(n: int) -> bytes:

@@ -99,7 +99,10 @@ def stats(view: View, partition: int, project: str, name: str, now: int) -> dict
         return {"claimed": 0, "free": 0, "total": 0}
     inc = q["inc"]
     expired_prefix = K.scope(partition, K.QEXP, project, name, inc)
-    expired = sum(1 for _ in view.scan(expired_prefix, expired_prefix + K.u64(now + 1)))
+    # Everything before the partition's message-expiry cursor is swept (rules >= 2): count
+    # the expired-but-not-swept from there, not over the tombstones of every earlier Sweep.
+    swept = _cursor(read_meta(view, partition), "sm")[:8]
+    expired = sum(1 for _ in view.scan(expired_prefix + swept, expired_prefix + K.u64(now + 1)))
     total = q["count"] - expired
     claims_prefix = K.scope(partition, K.QCLEXP, project, name, inc)
     msg_scope = K.scope(partition, K.MSG, project, name, inc)
@@ -243,11 +246,31 @@ def quarantined(view: View, partition: int) -> list[tuple[int, dict[str, Any]]]:
             for key, raw in view.scan(prefix, K.prefix_end(prefix))]
 
 
+SWEEP_LAG_MS = 60_000  # rules >= 2: sweep at least this often, to move the expiry cursors
+
+
+def _cursor(meta: dict[str, Any], field: str) -> bytes:
+    return bytes.fromhex(meta.get(field, ""))
+
+
 def sweep_due(view: View, partition: int, cutoff: int) -> bool:
-    """Whether a Sweep at ``cutoff`` would remove anything (so idle partitions append none)."""
-    for kind in (K.PEXP, K.PCLEXP, K.PSUBEXP):
+    """Whether a Sweep at ``cutoff`` would remove anything (so idle partitions append none).
+
+    Each index is read from the cursor the last Sweep left (rules >= 2), never from its
+    head: the head is where every earlier Sweep left its tombstones. A Sweep is also due
+    when the cursors lag ``SWEEP_LAG_MS`` behind, so the tombstones of messages deleted
+    before they expired are passed once, not walked by every check.
+    """
+    meta = read_meta(view, partition)
+    for kind, field in ((K.PEXP, "sm"), (K.PCLEXP, "sc"), (K.PSUBEXP, "ss")):
         prefix = K.kind_prefix(partition, kind)
-        for _ in view.scan(prefix, prefix + K.u64(cutoff + 1)):
+        start = _cursor(meta, field)
+        if field in meta and K.U64.unpack_from(start)[0] + SWEEP_LAG_MS < cutoff:
             return True
+        for _ in view.scan(prefix + start, prefix + K.u64(cutoff + 1)):
+            return True
+    prefix = K.kind_prefix(partition, K.GCQ)
+    for _ in view.scan(prefix + _cursor(meta, "gq"), K.prefix_end(prefix)):
+        return True
     prefix = K.kind_prefix(partition, K.GARBAGE)
     return any(True for _ in view.scan(prefix, K.prefix_end(prefix)))

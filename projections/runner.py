@@ -31,9 +31,11 @@ from log import Log, partition_for
 from projections import delivery, queries
 from projections import keys as K
 from projections.apply import apply_into
-from projections.commands import ImportDeadLetters, OutboxDone, Sweep, encode
+from projections.commands import ImportDeadLetters, OutboxDone, SetRules, Sweep, encode
 from projections.deliverer import DeliveryDuty, Sender
 from projections.overlay import Overlay
+from projections.rules import versions
+from projections.snapshots import SnapshotStore, Snapshotter, log_start, prepare
 from projections.store import View, ViewStore
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,8 @@ async def check_position(store: View, log: Log, partition: int) -> int:
     applied = queries.partition_state(store, partition)["offset"]
     if applied < 0:
         return applied
+    if applied < await log_start(log, partition):
+        return applied  # restored from a snapshot whose last record has left the log
     end = await log.end_offset(partition)
     if applied >= end:
         raise StoreMismatchError(
@@ -146,6 +150,8 @@ class Runner:
         sender: Sender | None = None,
         delivery_concurrency: int = 64,
         delivery_per_subscription: int = 4,
+        rules_version: int | None = versions.LATEST,
+        snapshots: Snapshotter | None = None,
     ) -> None:
         self._log = log
         self._store = store
@@ -156,6 +162,9 @@ class Runner:
         self._sweep_max = sweep_max
         self._clock = clock
         self._ids = ids
+        self._rules_version = rules_version  # None: never switch rules (an older fleet)
+        self._last_sweep = ""
+        self._snap = snapshots  # the snapshot duty (DESIGN.md §8), None: no snapshots
         self._applied: dict[int, int] = {}
         self._waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
         self._outbox_wake: dict[int, asyncio.Event] = {}
@@ -163,6 +172,7 @@ class Runner:
         self._part_tasks: dict[int, list[asyncio.Task[None]]] = {}
         self._ready: set[int] = set()
         self._ready_events: dict[int, asyncio.Event] = {}
+        self._caught_up: dict[int, asyncio.Event] = {}
         self._started = False
         self._failed: BaseException | None = None
         # Notification delivery (DESIGN §9): an owner duty when a sender is wired.
@@ -175,6 +185,14 @@ class Runner:
     @property
     def partitions(self) -> list[int]:
         return list(self._owned)
+
+    @property
+    def _snapshot_store(self) -> SnapshotStore | None:
+        return self._snap.snapshots if self._snap is not None else None
+
+    @property
+    def snapshotter(self) -> Snapshotter | None:
+        return self._snap
 
     def applied_offset(self, partition: int) -> int:
         return self._applied[partition]
@@ -196,7 +214,10 @@ class Runner:
 
     async def start(self) -> None:
         check_identity(self._store, self._log)
+        if self._snap is not None:
+            self._snap.identity = (self._log.log_id, self._log.partitions)
         for p in self._owned:
+            await prepare(self._store, self._log, p, self._snapshot_store)
             self._applied[p] = await check_position(self._store, self._log, p)
         self._started = True
         for p in self._owned:
@@ -216,6 +237,8 @@ class Runner:
         self._tasks = []
         self._part_tasks = {}
         self._ready.clear()
+        if self._snap is not None:
+            await self._snap.drain()
         for waiters in self._waiters.values():
             for _, fut in waiters:
                 if not fut.done():
@@ -266,10 +289,12 @@ class Runner:
         self._outbox_wake[p] = asyncio.Event()
         self._outbox_wake[p].set()
         ready = self._ready_events[p] = asyncio.Event()
+        caught_up = self._caught_up[p] = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._part_tasks[p] = [
             loop.create_task(self._run_partition(p, checked, previous), name=f"tail-{p}"),
             loop.create_task(self._send_outbox_when(p, ready), name=f"outbox-{p}"),
+            loop.create_task(self._upgrade_rules_when(p, caught_up), name=f"rules-{p}"),
         ]
         if self._sender is not None:
             self._part_tasks[p].append(
@@ -282,22 +307,30 @@ class Runner:
                 await task
         if not checked:
             try:
+                await prepare(self._store, self._log, p, self._snapshot_store)
                 self._applied[p] = await check_position(self._store, self._log, p)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("partition %d: cannot take over", p)
                 raise
+        if self._snap is not None:
+            self._snap.reset(self._store, p)
         target = await self._log.end_offset(p) - 1
         if self._applied[p] >= target:
             self._mark_ready(p)
         await self._tail(p, catch_up=target)
 
     def _mark_ready(self, p: int) -> None:
+        if p in self._owned and not self._caught_up[p].is_set():
+            self._caught_up[p].set()  # the rules duty switches rules first, then calls again
+            if self._rules_version is not None and versions.in_force(
+                    queries.partition_state(self._store, p)) < self._rules_version:
+                return
         if p in self._owned:
             self._ready.add(p)
             self._ready_events[p].set()
-            logger.info("partition %d: caught up at offset %d", p, self._applied[p])
+            logger.debug("partition %d: caught up at offset %d", p, self._applied[p])
 
     async def _deliver_when(self, p: int, ready: asyncio.Event) -> None:
         await ready.wait()  # like the outbox: only a caught-up owner sends (§9)
@@ -320,6 +353,12 @@ class Runner:
     async def _send_outbox_when(self, p: int, ready: asyncio.Event) -> None:
         await ready.wait()  # an owner sends its outbox only once caught up (§7)
         await self._send_outbox(p)
+
+    async def settled(self, timeout: float | None = 30) -> None:
+        """Wait until every owned partition is ready (caught up, on its rules): tests and
+        tools that count records start from here."""
+        await asyncio.wait_for(asyncio.gather(
+            *(self._ready_events[p].wait() for p in list(self._owned))), timeout)
 
     # -- barrier -------------------------------------------------------------------------
 
@@ -382,10 +421,14 @@ class Runner:
                     deadline = loop.time() + self._slice
                     tx = Overlay(self._store)
                     start = i
+                    cut = False
                     while i < len(records) and (i == start or loop.time() < deadline):
                         rec = records[i]
                         apply_into(tx, partition, rec.offset, rec.value)
                         i += 1
+                        if self._snap is not None and self._snap.crossed(tx, partition):
+                            cut = True  # snapshot right after this record (deterministic)
+                            break
                     changes = tx.changes
                     outbox_touched = any(k[2] == K.OUTBOX for k in changes)
                     self._store.commit(changes)
@@ -399,6 +442,8 @@ class Runner:
                         self._mark_ready(partition)
                     if outbox_touched:
                         self._outbox_wake[partition].set()
+                    if cut and self._snap is not None:
+                        await self._snap.take(self._store, partition)
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
@@ -420,9 +465,20 @@ class Runner:
             await asyncio.sleep(self._sweep_interval)
             for p in [p for p in self._owned if p in self._ready]:
                 try:
-                    await self.sweep(p)
+                    await self._sweep_backlog(p)
                 except Exception:  # an append can fail transiently; try next round
                     logger.exception("partition %d: sweep failed", p)
+
+    async def _sweep_backlog(self, partition: int, rounds: int = 100) -> None:
+        """Sweep again at once while a slice came back full (expiry catch-up, GC of a big
+        queue): each Sweep is bounded, the backlog goes in a few of them, not in one."""
+        for _ in range(rounds):
+            if not await self.sweep(partition):
+                return
+            out = queries.outcome(self._store, partition, self._last_sweep) or {}
+            if max((v for v in out.values() if isinstance(v, int)), default=0) < self._sweep_max:
+                return
+            await asyncio.sleep(0)
 
     async def sweep(self, partition: int) -> bool:
         """Append a Sweep if something in the partition is due; returns whether it did."""
@@ -430,8 +486,35 @@ class Runner:
         if not queries.sweep_due(self._store, partition, now):
             return False
         cmd = Sweep(id=self._ids(), time_ms=now, cutoff_ms=now, max_count=self._sweep_max)
+        self._last_sweep = cmd.id
         (offset,) = await self._log.append(partition, [encode(cmd)])
         await self.applied(partition, offset)
+        return True
+
+    async def _upgrade_rules_when(self, p: int, caught_up: asyncio.Event) -> None:
+        """Once caught up, switch to the configured rules, then take requests (ready)."""
+        await caught_up.wait()  # only a caught-up owner knows the version in force
+        try:
+            await self.upgrade_rules(p)
+        except Exception:  # serve under the rules in force; the next owner start tries again
+            logger.exception("partition %d: cannot switch rules", p)
+        self._mark_ready(p)
+
+    async def upgrade_rules(self, partition: int) -> bool:
+        """Append ``SetRules`` if the partition folds under older rules than configured.
+
+        A second performer is harmless: the later record finds the version in force.
+        """
+        target = self._rules_version
+        current = versions.in_force(queries.partition_state(self._store, partition))
+        if target is None or current >= target:
+            return False
+        cmd = SetRules(id=self._ids(), time_ms=self._now(partition), version=target)
+        # Shielded: this duty starts with the runner, and a stop right after start must not
+        # cancel an append midway (a second SetRules later is harmless, a torn commit is not).
+        (offset,) = await asyncio.shield(self._log.append(partition, [encode(cmd)]))
+        await self.applied(partition, offset)
+        logger.info("partition %d: rules version %d from offset %d", partition, target, offset)
         return True
 
     async def _send_outbox(self, partition: int) -> None:

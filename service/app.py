@@ -21,7 +21,9 @@ from service import (
     v1,
     versions,
 )
+from service.bodytimeout import BodyTimeout
 from service.errors import EXCEPTION_HANDLERS
+from service.keystone import TokenValidator, validator_from
 from service.metrics import Metrics, NodeStatus, RequestMetrics
 from service.middleware import (
     AcceptJson,
@@ -36,6 +38,7 @@ from service.middleware import (
     Routing,
 )
 from service.mount import Mount
+from service.ratelimit import RateLimit
 from service.routing import route
 from service.types import Gateway
 
@@ -124,22 +127,27 @@ def topic_routes() -> list[BaseRoute]:
 def create_app(settings: Settings, gateway: Gateway, *,
                history_reader: history.HistorySource | None = None,
                status: NodeStatus | None = None,
-               metrics: Metrics | None = None) -> Starlette:
+               metrics: Metrics | None = None,
+               keystone: TokenValidator | None = None) -> Starlette:
     """The ASGI app. It starts nothing: the caller owns the log, runner and store.
 
     ``history_reader`` enables the admin history route; ``status`` adds per-partition detail
     to ``/v2/health`` and ``/metrics``. ``/metrics`` is always served (outside Zaqar's header
-    checks, through ``Mount``), from a registry of this app's own.
+    checks, through ``Mount``), from a registry of this app's own. ``keystone`` validates
+    tokens for ``auth = "keystone"`` (default: one built from the settings).
     """
     routes = build_routes(settings.admin_mode, with_history=history_reader is not None,
                           api_versions=settings.enable_api_versions)
     metrics = metrics or Metrics(status=status)
+    metrics.require_token(settings.metrics_token)
     middleware = [
         Middleware(Mount, internal=metrics.endpoint, prefixes=("/metrics",)),
         Middleware(RequestMetrics, metrics=metrics, access_log=settings.access_log),
         Middleware(RequestId),
+        Middleware(BodyTimeout, seconds=settings.body_timeout),
         Middleware(Auth, mode=settings.auth, tokens=settings.tokens,
-                   secret_key=settings.secret_key),
+                   secret_key=settings.secret_key,
+                   keystone=keystone or validator_from(settings)),
         Middleware(Routing, routes=routes),
         Middleware(PreSignedUrl, secret_key=settings.secret_key),
         Middleware(FormEncodedRejection),
@@ -148,6 +156,7 @@ def create_app(settings: Settings, gateway: Gateway, *,
                    min_length=settings.min_length_client_id,
                    max_length=settings.max_length_client_id),
         Middleware(ProjectId),
+        Middleware(RateLimit, rate=settings.rate_limit, burst=settings.rate_burst),
         Middleware(QueueName),
         Middleware(MethodCheck),
     ]

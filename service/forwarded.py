@@ -111,7 +111,7 @@ def _create_queue(cmd: C.Command, c: _Context) -> dict[str, Any]:
     assert isinstance(cmd, C.CreateQueue)
     limit = c.s.max_queue_metadata
     _json_value(cmd.metadata, limit, f"Queue metadata is too large. Max size: {limit}")
-    return {"metadata": V.queue_metadata(cmd.metadata, c.s.limits())}
+    return {"metadata": V.queue_metadata(cmd.metadata, c.s.limits()), **_quota(cmd, c)}
 
 
 def _update_queue(cmd: C.Command, c: _Context) -> dict[str, Any]:
@@ -131,6 +131,16 @@ def _update_queue(cmd: C.Command, c: _Context) -> dict[str, Any]:
             if problem is not None:
                 raise HTTPError(400, INVALID_BODY, problem)
     return {"ops": [dict(op) for op in cmd.ops], "limits": c.s.limits().as_dict()}
+
+
+def _quota(cmd: C.Command, c: _Context) -> dict[str, Any]:
+    """The queue quota from this node's settings; the count elsewhere as the sender saw it
+    (a non-negative integer: it can only make the quota stricter or as the sender had it)."""
+    elsewhere = _int(getattr(cmd, "queues_elsewhere", 0), "queues_elsewhere")
+    if elsewhere < 0:
+        raise bad_request("queues_elsewhere must not be negative.")
+    return {"max_queues": c.s.max_queues_per_project,
+            "queues_elsewhere": elsewhere if c.s.max_queues_per_project else 0}
 
 
 def _nothing(cmd: C.Command, c: _Context) -> dict[str, Any]:
@@ -162,8 +172,9 @@ def _post(cmd: C.Command, c: _Context) -> dict[str, Any]:
         raise bad_request("create_queue must be a boolean.")
     return {"messages": messages, "size": size, "default_ttl": c.s.default_message_ttl,
             "max_post_size": c.s.max_messages_post_size, "max_delay": c.s.max_message_delay,
-            "create_queue": cmd.create_queue, "deliver": c.s.notifications,
-            "require_confirmation": c.s.require_confirmation}
+            "create_queue": cmd.create_queue, "max_messages": c.s.max_messages_per_queue,
+            "deliver": c.s.notifications, "require_confirmation": c.s.require_confirmation,
+            **_quota(cmd, c)}
 
 
 def _delete_message(cmd: C.Command, c: _Context) -> dict[str, Any]:
@@ -232,7 +243,7 @@ def _create_subscription(cmd: C.Command, c: _Context) -> dict[str, Any]:
     fields = V.subscription_create(doc, c.s, c.now_ms)
     _ssrf(fields, c.s)
     return {"subscription_id": c.new_id(), "require_confirmation": c.s.require_confirmation,
-            **fields}
+            **fields, **_quota(cmd, c)}
 
 
 def _update_subscription(cmd: C.Command, c: _Context) -> dict[str, Any]:

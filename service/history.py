@@ -7,11 +7,12 @@ the next page starts after it; ``links`` carries ``rel: next`` like the other li
 
 Outcomes are recomputed by replaying the queue's partition into a scratch store
 (``projections.audit.History``), because the live store keeps outcomes only for a window.
-Replay must start at offset 0 to be correct, so a page's work would grow with its marker. To
-keep paging cheap, the replay that produced a full page is parked as a cursor keyed by
+Replay must start from a known state: offset 0, or the newest snapshot at or before the marker
+(DESIGN.md §8), so a cold page costs at most one snapshot interval of replay plus the page. To
+keep paging cheaper still, the replay that produced a full page is parked as a cursor keyed by
 (project, queue, last offset); the request for the next page continues it, so walking the
-whole history costs one replay in total. A marker with no parked cursor (random access, an
-expired cursor, a restart) replays from 0 up to the marker — correct, just slower.
+whole history costs one replay in total. A marker before the retained history is a 400 that
+says what is retained.
 Cursors are few (``max_cursors``) and expire after ``idle_seconds``; each holds a scratch
 RocksDB with bounded memory.
 
@@ -34,7 +35,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from log import Log
-from projections.audit import Entry, History
+from projections.audit import Entry, History, NotRetainedError
+from projections.snapshots import SnapshotStore
 from service import render
 from service.context import project, queue_name, require_role
 from service.errors import INVALID_PARAM, HTTPError
@@ -50,6 +52,7 @@ class _Cursor:
     history: History
     entries: AsyncIterator[Entry]
     log: Log | None = None  # a log opened for this cursor alone
+    counted: int = 0  # records of this replay already added to the reader's count
     used: float = field(default_factory=time.monotonic)
 
     async def close(self) -> None:
@@ -66,7 +69,8 @@ class HistoryReader:
     def __init__(self, log: Log | None = None, *,
                  open_log: Callable[[], Awaitable[Log]] | None = None, batch: int = 2000,
                  max_cursors: int = 8, idle_seconds: float = 60.0,
-                 scratch_dir: str | None = None) -> None:
+                 scratch_dir: str | None = None,
+                 snapshots: SnapshotStore | None = None) -> None:
         """Read ``log``, or a log ``open_log`` opens per new replay (a read-only view as of
         that moment, closed with its cursor)."""
         if (log is None) == (open_log is None):
@@ -77,8 +81,10 @@ class HistoryReader:
         self._max = max_cursors
         self._idle = idle_seconds
         self._scratch = scratch_dir
+        self._snapshots = snapshots
         self._cursors: OrderedDict[tuple[str, str, int], _Cursor] = OrderedDict()
-        self.replays = 0  # replays started from offset 0 (tests read it)
+        self.replays = 0  # replays started cold (tests read it)
+        self.replayed = 0  # records those replays read (tests count the work)
 
     async def page(self, project: str, queue: str, marker: int | None,
                    limit: int) -> list[Entry]:
@@ -87,7 +93,7 @@ class HistoryReader:
         after = -1 if marker is None else marker
         cursor = self._cursors.pop((project, queue, after), None)
         if cursor is None:
-            cursor = await self._open(project, queue)
+            cursor = await self._open(project, queue, marker)
         out: list[Entry] = []
         parked = False
         try:
@@ -101,19 +107,22 @@ class HistoryReader:
                 await self._park((project, queue, out[-1].offset), cursor)
                 parked = True
         finally:
+            self.replayed += cursor.history.replayed - cursor.counted
+            cursor.counted = cursor.history.replayed
             if not parked:
                 await cursor.close()
         return out
 
-    async def _open(self, project: str, queue: str) -> _Cursor:
+    async def _open(self, project: str, queue: str, marker: int | None) -> _Cursor:
         log = self._log
         owned = None
         if log is None:
             assert self._open_log is not None
             log = owned = await self._open_log()
-        history = History(log, project, queue, batch=self._batch, scratch_dir=self._scratch)
+        history = History(log, project, queue, batch=self._batch, scratch_dir=self._scratch,
+                          snapshots=self._snapshots)
         self.replays += 1
-        return _Cursor(history, history.entries(), owned)
+        return _Cursor(history, history.entries(after_offset=marker), owned)
 
     async def _park(self, key: tuple[str, str, int], cursor: _Cursor) -> None:
         cursor.used = time.monotonic()
@@ -170,7 +179,11 @@ async def queue_history(request: Request) -> Response:
                         f"Limit must be at least 1 and may not be greater than {MAX_LIMIT}.")
     marker = _marker(q.str("marker"))
     queue = queue_name(request)
-    entries = await _reader(request).page(project(request), queue, marker, limit)
+    try:
+        entries = await _reader(request).page(project(request), queue, marker, limit)
+    except NotRetainedError as exc:
+        raise HTTPError(400, INVALID_PARAM, f'The "marker" parameter is invalid: {exc}.'
+                        ) from None
     links: list[dict[str, str]] = []
     if entries:
         params = [("limit", q.str("limit") or "")] if q.has("limit") else []

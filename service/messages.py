@@ -27,6 +27,7 @@ from service.context import (
     settings,
 )
 from service.errors import bad_request, check_outcome, not_found
+from service.quotas import queue_quota
 from service.responses import JSONResponse, empty
 from service.validation import (
     Query,
@@ -71,8 +72,9 @@ async def enqueue(request: Request, raw: bytes, parsed: list[tuple[Any, int | No
     outcome = check_outcome(await gateway(request).execute(command(
         request, PostMessages, messages=messages, size=len(raw) if size is None else size,
         default_ttl=s.default_message_ttl, max_post_size=s.max_messages_post_size,
-        max_delay=s.max_message_delay, create_queue=create_queue, deliver=s.notifications,
-        require_confirmation=s.require_confirmation)))
+        max_delay=s.max_message_delay, create_queue=create_queue,
+        max_messages=s.max_messages_per_queue, deliver=s.notifications,
+        require_confirmation=s.require_confirmation, **await queue_quota(request))))
     return list(outcome["ids"])
 
 

@@ -11,6 +11,7 @@ Each app gets its own ``CollectorRegistry``: two apps in one process (tests) nev
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -224,11 +225,33 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
 
 
+# The method label takes these values and ``other``: a client can send any token as a
+# method, and counting each one was a label set any unauthenticated caller could grow
+# without bound (issue 9: 20,000 made-up methods grew /metrics to 38 MB and a scrape to 6 s).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+SCRAPE_METHODS = ("GET", "HEAD")
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER
+
+
+def status_label(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else OTHER
+
+
 class Metrics:
-    """One app's metrics: request counters and latency, plus the node-state collector."""
+    """One app's metrics: request counters and latency, plus the node-state collector.
+
+    Every label is bounded: methods fold into ``KNOWN_METHODS`` + ``other``, routes are
+    route templates (``Routing``) or ``unmatched``, statuses are three digits. ``token``, when
+    set, is required on scrapes (``Authorization: Bearer <token>``).
+    """
 
     def __init__(self, *, log: CountingLog | None = None,
-                 status: NodeStatus | None = None) -> None:
+                 status: NodeStatus | None = None, token: str | None = None) -> None:
+        self.token = token.encode() if token else None
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
             "marconi_http_requests", "HTTP requests by method, route template and status",
@@ -262,22 +285,49 @@ class Metrics:
             self.state.status = status
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
+        method = method_label(method)
+        self.requests.labels(method, route, status_label(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
+    def require_token(self, token: str | None) -> None:
+        """Scrapes need ``Authorization: Bearer <token>`` from now on (None: open)."""
+        self.token = token.encode() if token else None
+
+    def authorized(self, scope: Scope) -> bool:
+        if self.token is None:
+            return True
+        given = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                given = value[7:].strip()
+        return hmac.compare_digest(given, self.token)
+
     async def endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``GET /metrics`` in Prometheus' text format (served through ``Mount``)."""
+        """``GET``/``HEAD /metrics`` in Prometheus' text format (served through ``Mount``);
+        405 for any other method (``CONNECT`` included), 401 without the scrape token."""
+        json = b"application/json"
+        headers: list[tuple[bytes, bytes]] = []
         if scope["path"] != "/metrics":
-            body, status, ctype = b'{"title": "404 Not Found"}', 404, b"application/json"
+            body, status, ctype = b'{"title": "404 Not Found"}', 404, json
+        elif scope["method"] not in SCRAPE_METHODS:
+            body, status, ctype = (b'{"title": "Method not allowed", "description": '
+                                   b'"/metrics answers GET and HEAD."}', 405, json)
+            headers.append((b"allow", ", ".join(SCRAPE_METHODS).encode()))
+        elif not self.authorized(scope):
+            body, status, ctype = (b'{"title": "Unauthorized", "description": '
+                                   b'"The request you have made requires authentication."}',
+                                   401, json)
+            headers.append((b"www-authenticate", b"Bearer"))
         else:
             body, status, ctype = self.render(), 200, CONTENT_TYPE_LATEST.encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", ctype),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+                                (b"content-length", str(len(body)).encode()), *headers]})
+        await send({"type": "http.response.body",
+                    "body": b"" if scope["method"] == "HEAD" else body})
 
 
 UNMATCHED = "unmatched"
@@ -318,7 +368,7 @@ class RequestMetrics:
         finally:
             elapsed = time.perf_counter() - started
             route = st.get("route", UNMATCHED)
-            self.metrics.observe(scope["method"], route, status, elapsed)
+            self.metrics.observe(scope["method"], route, status, elapsed)  # labels bounded
             if self.access_log:
                 access_logger.info(
                     "%s %s %d %.1fms", scope["method"], scope["path"], status,

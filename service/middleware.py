@@ -6,6 +6,7 @@ the access log line):
 
 1. ``RequestId`` — ``x-openstack-request-id`` on every response (and in every log line
    written meanwhile, via ``request_id_var``); unknown errors become 500.
+   (``service.bodytimeout.BodyTimeout`` follows: 408 for a body trickled past its deadline.)
 2. ``Auth`` — static tokens (401) or noauth's X-Roles; ``/`` is open; a request carrying
    ``URL-Signature`` is authenticated by a valid signature only (else 404), in every mode.
    It wraps everything else, like keystonemiddleware wraps Zaqar (§1.2).
@@ -17,6 +18,7 @@ the access log line):
 6. ``AcceptJson`` — 406 with an empty body.
 7. ``ClientId`` — required, UUID in strict mode (v1.0: optional, a UUID when present).
 8. ``ProjectId`` — X-Project-ID required and non-empty (v1.0: missing = global namespace).
+   (``service.ratelimit.RateLimit`` follows: 429 for a project over its request rate.)
 9. ``QueueName`` — name and project length on routes with ``{queue_name}``.
 10. ``MethodCheck`` — 405 with ``Allow`` for a known path and an unsupported method.
 
@@ -31,7 +33,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
@@ -44,6 +46,9 @@ from service.routing import Resource, method_not_allowed
 from service.types import ASGIApp, Message, Receive, Scope, Send
 from service.validation import valid_project, valid_queue_name
 from service.versions import GLOBAL_PROJECT
+
+if TYPE_CHECKING:
+    from service.keystone import TokenValidator
 
 logger = logging.getLogger(__name__)
 
@@ -187,11 +192,12 @@ class Auth:
 
     def __init__(self, app: ASGIApp, *, mode: str = "none",
                  tokens: Mapping[str, Any] | None = None, secret_key: str | None = None,
-                 **options: Any) -> None:
+                 keystone: TokenValidator | None = None, **options: Any) -> None:
         self.app = app
         self.mode = mode
         self.tokens = dict(tokens or {})
         self.secret_key = secret_key
+        self.keystone = keystone  # auth = "keystone" (service/keystone.py)
         authenticate = getattr(self, f"authenticate_{mode}", None)
         if authenticate is None:
             raise ValueError(f"unknown auth mode {mode!r}")
@@ -227,12 +233,22 @@ class Auth:
 
     async def authenticate_token(self, scope: Scope, headers: Headers) -> Scope | Response:
         grant = self.tokens.get(headers.get("x-auth-token", ""))
-        if grant is None:
+        if grant is None or not (grant.project or grant.any_project):
             return unauthorized()
         state(scope)["roles"] = [r.lower() for r in grant.roles]
         if grant.project:
             scope = _replace_header(scope, b"x-project-id", grant.project)
         return scope
+
+    async def authenticate_keystone(self, scope: Scope, headers: Headers) -> Scope | Response:
+        """The token's project and roles, as Keystone validated them (service/keystone.py)."""
+        assert self.keystone is not None, 'auth = "keystone" needs a TokenValidator'
+        found = await self.keystone.authenticate(headers)
+        if isinstance(found, Response):
+            return found
+        state(scope)["roles"] = list(found.roles)
+        assert found.project is not None
+        return _replace_header(scope, b"x-project-id", found.project)
 
 
 def unauthorized() -> Response:

@@ -288,8 +288,10 @@ def _operations() -> dict[tuple[str, str], Builder]:
 
     @add("/", "GET")
     def _(s: Settings) -> Operation:
-        return _op("versions", "Version discovery (no headers, no auth).",
-                   {"300": _json("The API versions.")}, headers=False)
+        return _op("versions", "Version discovery (no headers, no auth).", {
+            "300": _json("The API versions."),
+            "404": _json("A URL-Signature that does not verify.", _ref("schemas", "Error"))},
+            headers=False)
 
     @add("/v2/", "GET")
     def _(s: Settings) -> Operation:

@@ -17,6 +17,7 @@ from service import render, signing
 from service import topics as topic_names
 from service.context import command, gateway, project, queue_name, settings
 from service.errors import INVALID_BODY, HTTPError, bad_body, bad_request, check_outcome
+from service.quotas import queue_quota
 from service.responses import JSONResponse, empty
 from service.validation import (
     PATCH_MEDIA_TYPE,
@@ -117,7 +118,7 @@ async def read_metadata(request: Request) -> dict[str, Any]:
 async def create(request: Request, metadata: dict[str, Any]) -> bool:
     """Create the request's queue; False when it existed (its metadata then stays)."""
     outcome = check_outcome(await gateway(request).execute(
-        command(request, CreateQueue, metadata=metadata)))
+        command(request, CreateQueue, metadata=metadata, **await queue_quota(request))))
     return bool(outcome.get("created"))
 
 

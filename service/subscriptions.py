@@ -24,6 +24,7 @@ from service import render, topics
 from service.context import command, gateway, new_id, project, queue_name, settings
 from service.errors import bad_request, check_outcome, not_found
 from service.notify import ssrf
+from service.quotas import queue_quota
 from service.responses import JSONResponse, empty
 from service.validation import (
     body_cap,
@@ -72,7 +73,8 @@ async def create_subscription(request: Request) -> Response:
     location = {"Location": render.subscriptions_href(queue_name(request))}
     outcome = check_outcome(await gw.execute(command(
         request, CreateSubscription, subscription_id=new_id(),
-        require_confirmation=s.require_confirmation, **fields)),
+        require_confirmation=s.require_confirmation, **fields,
+        **await queue_quota(request))),
         conflict_headers=location)
     return JSONResponse({"subscription_id": outcome["subscription_id"]}, status_code=201,
                         headers=location)

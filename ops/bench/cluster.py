@@ -67,7 +67,7 @@ class LocalCluster:
 
     root: Path
     partitions: int = 8
-    session_timeout_ms: int = 6000
+    session_timeout_ms: int | None = None  # None: the node's default (log/membership.py)
     bootstrap: str | None = None
     topic: str = field(default_factory=lambda: f"marconi-{uuid.uuid4().hex[:8]}")
     group: str = field(default_factory=lambda: f"marconi-{uuid.uuid4().hex[:8]}")
@@ -95,7 +95,9 @@ class LocalCluster:
             self.nodes[name] = node
         assert not node.alive(), f"{name} is running"
         env = dict(os.environ)
-        env["MARCONI_SESSION_TIMEOUT_MS"] = str(self.session_timeout_ms)
+        env.pop("MARCONI_SESSION_TIMEOUT_MS", None)
+        if self.session_timeout_ms is not None:
+            env["MARCONI_SESSION_TIMEOUT_MS"] = str(self.session_timeout_ms)
         env.pop("MARCONI_CLUSTER_SECRET", None)
         if not self.insecure:
             env["MARCONI_CLUSTER_SECRET"] = self.secret
@@ -336,8 +338,10 @@ def failover_seconds(cluster: LocalCluster, victim: str, project: str) -> float:
 
 
 def main(seconds: float = 6.0, workers: int = 24, partitions: int = 8,
-         session_timeout_ms: int = 6000) -> None:
-    """Print failover time, throughput with 1/2/3 nodes and the forwarding overhead."""
+         session_timeout_ms: int | None = None, kills: int = 3,
+         failover_only: bool = False) -> None:
+    """Print throughput with 1/2/3 nodes, the forwarding overhead and failover time (median
+    of ``kills`` kill -9s; at the nodes' default group timing unless one is given)."""
     root = Path(tempfile.mkdtemp(prefix="marconi-cluster-bench-"))
     cluster = LocalCluster(root, partitions=partitions, session_timeout_ms=session_timeout_ms,
                            log_level="WARNING")
@@ -350,53 +354,69 @@ def main(seconds: float = 6.0, workers: int = 24, partitions: int = 8,
             name = f"n{count}"
             cluster.wait_listening(cluster.start_node(name))
             cluster.wait_settled(timeout=90)
+            if failover_only:
+                continue
             for routing in ("any", "owner") if count > 1 else ("any",):
                 rows.append((count, routing, *_measure(cluster, project, routing, seconds,
                                                        workers)))
-        print("\nthroughput: single-message POST (acks=all, applied before 201), "
-              f"{workers} connections, {seconds:.0f} s each.\n"
-              "routing 'any': each connection sticks to one node whatever the queue (a load "
-              "balancer; (N-1)/N of posts are forwarded); 'owner': each node gets only the "
-              "queues it owns (a partition-aware client). CPU columns: seconds of CPU used "
-              "during the run by all nodes, by the broker and by this load generator.")
-        print(f"{'nodes':>5} {'routing':>7} {'msg/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'cpu nodes':>9} {'cpu tansu':>9} {'cpu client':>10}")
-        for count, routing, rate, p50, p99, cpu_nodes, cpu_broker, cpu_client in rows:
-            print(f"{count:>5} {routing:>7} {rate:>7.0f} {p50:>7.1f} {p99:>7.1f} "
-                  f"{cpu_nodes:>9.1f} {cpu_broker:>9.1f} {cpu_client:>10.1f}")
-
-        node = cluster.nodes["n1"]
-        owners = cluster.owners(node)
-        local_p = next(p for p, a in owners.items() if a == node.url)
-        remote_p = next(p for p, a in owners.items() if a != node.url)
-        local_q = queue_on(local_p, partitions, project)
-        remote_q = queue_on(remote_p, partitions, project)
-        hdrs = headers(project)
-        n = 300
-        for q in (local_q, remote_q):
-            asyncio.run(_latency(node.url, f"/v2/queues/{q}/stats", hdrs, 30))  # warm up
-        local_r = asyncio.run(_latency(node.url, f"/v2/queues/{local_q}/stats", hdrs, n))
-        remote_r = asyncio.run(_latency(node.url, f"/v2/queues/{remote_q}/stats", hdrs, n))
-        local_w = asyncio.run(_post_latency(node.url, local_q, hdrs, n))
-        remote_w = asyncio.run(_post_latency(node.url, remote_q, hdrs, n))
-        print(f"\nforwarding overhead (one client, sequential, {n} requests, via {node.name}):")
-        print(f"{'':<22} {'local p50':>10} {'fwd p50':>10} {'extra p50':>10} {'extra p99':>10}")
-        for label, a, b in (("GET stats (read)", local_r, remote_r),
-                            ("POST message (write)", local_w, remote_w)):
-            print(f"{label:<22} {_ms(a, .5):>10.2f} {_ms(b, .5):>10.2f} "
-                  f"{_ms(b, .5) - _ms(a, .5):>10.2f} {_ms(b, .99) - _ms(a, .99):>10.2f}")
-
-        times = []
-        for victim in ("n3", "n2"):
-            times.append(failover_seconds(cluster, victim, project))
-            cluster.wait_listening(cluster.start_node(victim))
-            cluster.wait_settled(timeout=90)
-        print(f"\nfailover (kill -9 -> every partition of the victim served again), "
-              f"session timeout {session_timeout_ms} ms: "
-              + ", ".join(f"{t:.1f} s" for t in times)
-              + f" (mean {statistics.mean(times):.1f} s)")
+        if not failover_only:
+            _print_load(cluster, rows, project, seconds, workers, partitions)
+        _print_failover(cluster, project, session_timeout_ms, kills)
     finally:
         cluster.close()
+
+
+def _print_load(cluster: LocalCluster, rows: list[tuple[Any, ...]], project: str,
+                seconds: float, workers: int, partitions: int) -> None:
+    print("\nthroughput: single-message POST (acks=all, applied before 201), "
+          f"{workers} connections, {seconds:.0f} s each.\n"
+          "routing 'any': each connection sticks to one node whatever the queue (a load "
+          "balancer; (N-1)/N of posts are forwarded); 'owner': each node gets only the "
+          "queues it owns (a partition-aware client). CPU columns: seconds of CPU used "
+          "during the run by all nodes, by the broker and by this load generator.")
+    print(f"{'nodes':>5} {'routing':>7} {'msg/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'cpu nodes':>9} {'cpu tansu':>9} {'cpu client':>10}")
+    for count, routing, rate, p50, p99, cpu_nodes, cpu_broker, cpu_client in rows:
+        print(f"{count:>5} {routing:>7} {rate:>7.0f} {p50:>7.1f} {p99:>7.1f} "
+              f"{cpu_nodes:>9.1f} {cpu_broker:>9.1f} {cpu_client:>10.1f}")
+
+    node = cluster.nodes["n1"]
+    owners = cluster.owners(node)
+    local_p = next(p for p, a in owners.items() if a == node.url)
+    remote_p = next(p for p, a in owners.items() if a != node.url)
+    local_q = queue_on(local_p, partitions, project)
+    remote_q = queue_on(remote_p, partitions, project)
+    hdrs = headers(project)
+    n = 300
+    for q in (local_q, remote_q):
+        asyncio.run(_latency(node.url, f"/v2/queues/{q}/stats", hdrs, 30))  # warm up
+    local_r = asyncio.run(_latency(node.url, f"/v2/queues/{local_q}/stats", hdrs, n))
+    remote_r = asyncio.run(_latency(node.url, f"/v2/queues/{remote_q}/stats", hdrs, n))
+    local_w = asyncio.run(_post_latency(node.url, local_q, hdrs, n))
+    remote_w = asyncio.run(_post_latency(node.url, remote_q, hdrs, n))
+    print(f"\nforwarding overhead (one client, sequential, {n} requests, via {node.name}):")
+    print(f"{'':<22} {'local p50':>10} {'fwd p50':>10} {'extra p50':>10} {'extra p99':>10}")
+    for label, a, b in (("GET stats (read)", local_r, remote_r),
+                        ("POST message (write)", local_w, remote_w)):
+        print(f"{label:<22} {_ms(a, .5):>10.2f} {_ms(b, .5):>10.2f} "
+              f"{_ms(b, .5) - _ms(a, .5):>10.2f} {_ms(b, .99) - _ms(a, .99):>10.2f}")
+
+
+def _print_failover(cluster: LocalCluster, project: str, session_timeout_ms: int | None,
+                    kills: int) -> None:
+    from log.membership import SESSION_TIMEOUT_MS
+
+    times = []
+    for i in range(kills):
+        victim = ("n3", "n2")[i % 2]
+        times.append(failover_seconds(cluster, victim, project))
+        cluster.wait_listening(cluster.start_node(victim))
+        cluster.wait_settled(timeout=90)
+    timing = (f"session timeout {session_timeout_ms} ms" if session_timeout_ms is not None
+              else f"default settings (session timeout {SESSION_TIMEOUT_MS} ms)")
+    print(f"\nfailover (kill -9 -> every partition of the victim served again), {timing}: "
+          + ", ".join(f"{t:.1f} s" for t in times)
+          + f"; median {statistics.median(times):.1f} s over {len(times)} kills")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from typing import Any
 from projections import delivery
 from projections.commands import DeleteMessage, DeleteMessages, PopMessages, PostMessages
 from projections.overlay import Overlay
+from projections.rules import quotas
 from projections.rules.index import (
     append_message,
     find_message,
@@ -50,6 +51,8 @@ def post(tx: Overlay, cmd: PostMessages, ctx: Context, meta: dict[str, Any]) -> 
                     "must be at least 0 seconds long."))
         delays.append(delay)
     default_ttl = qmeta.get("_default_message_ttl") or cmd.default_ttl
+    quotas.check_messages(q, cmd)
+    quotas.check_new_queue(tx, ctx, cmd)
     q = ensure_queue(tx, ctx, cmd.project, cmd.queue)
     posted = []
     for m, delay in zip(cmd.messages, delays, strict=True):

@@ -17,6 +17,7 @@ from projections.commands import (
     UpdateSubscription,
 )
 from projections.overlay import Overlay
+from projections.rules import quotas
 from projections.rules.state import Context, Outcome, Rejected, dumps, ensure_queue, loads
 from projections.store import View
 
@@ -76,6 +77,7 @@ def create_subscription(tx: Overlay, cmd: CreateSubscription, ctx: Context,
         stale = tx.get(sub_key(ctx, cmd.project, cmd.queue, existing_id.decode()))
         if stale is not None:
             remove_subscription(tx, ctx, cmd.project, cmd.queue, loads(stale))
+    quotas.check_new_queue(tx, ctx, cmd)
     ensure_queue(tx, ctx, cmd.project, cmd.queue)
     sub = {"id": cmd.subscription_id, "subscriber": cmd.subscriber, "ttl": cmd.ttl,
            "options": cmd.options, "c": ctx.now, "e": ctx.now + cmd.ttl * 1000,

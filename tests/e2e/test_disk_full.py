@@ -97,5 +97,5 @@ def test_disk_full_then_freed_resumes_without_restart(tmp_path: Path) -> None:
         lost = [mid for mid in acked if present.get(mid) != acked[mid]]
         assert lost == [], f"{len(lost)} acknowledged messages lost"
         live = _marconi("digest", "--data", str(data)).strip()
-        rebuilt = _marconi("rebuild", "--data", str(data)).strip().splitlines()[-1]
+        rebuilt = _marconi("rebuild", "--data", str(data)).strip().splitlines()[-1].split()[-1]
         assert live == rebuilt

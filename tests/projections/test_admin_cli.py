@@ -48,8 +48,8 @@ def test_digest_catches_up_and_rebuild_reproduces_it(tmp_path: Path) -> None:
     assert len(first) == 64 and int(first, 16) >= 0
     assert marconi("digest", "--data", str(tmp_path))[-1] == first  # stable
     out = marconi("rebuild", "--data", str(tmp_path))
-    assert out[-1] == first
-    assert "rebuilt 2200 records" in out[0]
+    assert out[-1] == f"digest: {first}"
+    assert "rebuilt 2204 records" in out[0]  # 2,200 commands and 4 SetRules
     assert marconi("digest", "--data", str(tmp_path))[-1] == first
     assert not (tmp_path / "store.rebuild").exists()
     assert not (tmp_path / "store.old").exists()

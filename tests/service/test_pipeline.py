@@ -370,7 +370,7 @@ async def test_token_auth(make_service: Factory) -> None:
 
     svc = await make_service(auth="token", admin_mode=True, tokens={
         "tok-admin": TokenGrant(project="tp", roles=("admin",)),
-        "tok-user": TokenGrant(roles=("member",))})
+        "tok-user": TokenGrant(roles=("member",), any_project=True)})
     r = await svc.client.get("/v2/queues")
     assert r.status_code == 401
     assert r.json() == {"title": "Unauthorized",

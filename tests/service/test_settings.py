@@ -38,12 +38,14 @@ def test_file_env_and_flags(tmp_path: Path) -> None:
 
 def test_tokens_from_env() -> None:
     s = load_settings(env={"MARCONI_AUTH": "token",
-                           "MARCONI_TOKENS": '{"t": {"roles": "admin,member"}}'})
-    assert s.tokens == {"t": TokenGrant(project=None, roles=("admin", "member"))}
+                           "MARCONI_TOKENS": '{"t": {"roles": "admin,member", '
+                                             '"any_project": true}}'})
+    assert s.tokens == {"t": TokenGrant(project=None, roles=("admin", "member"),
+                                        any_project=True)}
 
 
 @pytest.mark.parametrize("env", [
-    {"MARCONI_PORT": "eighty"}, {"MARCONI_ADMIN_MODE": "perhaps"}, {"MARCONI_NOPE": "1"},
+    {"MARCONI_PORT": "eighty"}, {"MARCONI_ADMIN_MODE": "perhaps"},
     {"MARCONI_AUTH": "keystone"}, {"MARCONI_CLIENT_ID_UUID_SAFE": "lax"},
     {"MARCONI_PARTITIONS": "0"}, {"MARCONI_TOKENS": "[1]"},
 ])

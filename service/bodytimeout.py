@@ -1,0 +1,71 @@
+"""A deadline for reading the request body, so a client trickling it cannot hold a request
+(and its connection) open for ever: past ``seconds`` the answer is 408 and the connection
+closes. Hypercorn only has a per-read idle timeout (``read_timeout``), which a byte every few
+seconds resets; the wiring sets that too, as a guard for connections that go silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from service.errors import error_response
+from service.types import ASGIApp, Message, Receive, Scope, Send
+
+TIMEOUT_TITLE = "Request Timeout"
+
+
+class _BodyTimedOut(Exception):
+    pass
+
+
+class BodyTimeout:
+    """408 when the body has not fully arrived ``seconds`` after the request started.
+
+    Only reads of an unfinished body are timed; waiting for a disconnect after the body
+    is complete is not. Sits inside ``RequestId`` so the 408 carries a request id and is
+    not taken for an unexpected error.
+    """
+
+    def __init__(self, app: ASGIApp, *, seconds: float = 30.0, **options: Any) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.seconds <= 0:
+            await self.app(scope, receive, send)
+            return
+        deadline = time.monotonic() + self.seconds
+        complete = False
+        started = False
+
+        async def timed_receive() -> Message:
+            nonlocal complete
+            if complete:
+                return await receive()
+            remaining = deadline - time.monotonic()
+            try:
+                message = await asyncio.wait_for(receive(), max(remaining, 0.001))
+            except TimeoutError:
+                raise _BodyTimedOut from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+            return message
+
+        async def send_marked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, send_marked)
+        except _BodyTimedOut:
+            if started:
+                raise
+            response = error_response(
+                408, TIMEOUT_TITLE,
+                f"The request body did not arrive within {self.seconds:g} seconds.",
+                {"Connection": "close"})
+            await response(scope, receive, send)
