@@ -80,9 +80,9 @@ class PostMessages(Command):
     default_ttl: int = 3600
     max_post_size: int = 262144
     max_delay: int = 900
-    # Stamped settings of notification delivery (absent in logs written before it existed,
-    # so those fold exactly as they did): record a pending delivery per live subscription,
-    # and skip unconfirmed subscriptions when confirmation is required.
+    # Stamped settings of notification delivery (apply honours them from rules version 3):
+    # record a pending delivery per live subscription, and skip unconfirmed subscriptions
+    # when confirmation is required.
     deliver: bool = False
     require_confirmation: bool = False
     max_messages: int = 0  # quota: messages one queue may hold (0 = off)

@@ -1,6 +1,7 @@
 """Notification deliveries are state; attempts are commands (DESIGN.md §9).
 
-When a post stamped ``deliver`` applies, one pending delivery is recorded per (message, live
+Under rules ``NOTIFY`` (version 3, ``projections.rules.versions``), when a post stamped
+``deliver`` applies, one pending delivery is recorded per (message, live
 subscription of the queue at that log position) — subscriptions are read in id order, so a
 replay recomputes exactly the same set. The owner of the partition sends what is due and
 appends a ``DeliveryReport``; applying it clears a delivery, or reschedules a failed one at
@@ -27,6 +28,7 @@ from projections import keys as K
 from projections import retry
 from projections.commands import DeliveryReport
 from projections.overlay import Overlay
+from projections.rules import versions
 from projections.store import View
 
 CONFIRM = "~confirm"  # item of a SubscriptionConfirmation
@@ -154,7 +156,12 @@ def _queue_policy(tx: View, partition: int, project: str, queue: str) -> Any:
 
 
 def report(tx: Overlay, cmd: DeliveryReport, ctx: Any, meta: dict[str, Any]) -> dict[str, int]:
-    """The ``DeliveryReport`` handler (registered in ``projections.apply.HANDLERS``)."""
+    """The ``DeliveryReport`` handler (registered in ``projections.apply.HANDLERS``).
+
+    Before rules ``NOTIFY`` a partition holds no deliveries, so a report changes nothing.
+    """
+    if ctx.rules < versions.NOTIFY:
+        return dict.fromkeys(("delivered", "retry", "given_up", "unknown"), 0)
     return apply_report(tx, ctx.partition, ctx.now, cmd.project, cmd.queue, cmd.results,
                         cmd.floor_ms)
 

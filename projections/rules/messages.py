@@ -7,7 +7,7 @@ from typing import Any
 from projections import delivery
 from projections.commands import DeleteMessage, DeleteMessages, PopMessages, PostMessages
 from projections.overlay import Overlay
-from projections.rules import quotas
+from projections.rules import quotas, versions
 from projections.rules.index import (
     append_message,
     find_message,
@@ -61,7 +61,7 @@ def post(tx: Overlay, cmd: PostMessages, ctx: Context, meta: dict[str, Any]) -> 
                         ttl=ttl, client_id=cmd.client_id, delay=delay)
         posted.append((m.id, m.body, ttl))
     put_queue(tx, ctx, cmd.project, cmd.queue, q)
-    if cmd.deliver:  # stamped: logs from before notifications fold as they did
+    if ctx.rules >= versions.NOTIFY and cmd.deliver:  # ``deliver``: the stamped setting
         delivery.on_post(tx, ctx.partition, ctx.now, cmd.project, cmd.queue, posted,
                          require_confirmation=cmd.require_confirmation)
     return {"ids": [m.id for m in cmd.messages]}

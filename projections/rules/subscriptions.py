@@ -17,7 +17,7 @@ from projections.commands import (
     UpdateSubscription,
 )
 from projections.overlay import Overlay
-from projections.rules import quotas
+from projections.rules import quotas, versions
 from projections.rules.state import Context, Outcome, Rejected, dumps, ensure_queue, loads
 from projections.store import View
 
@@ -70,7 +70,8 @@ def create_subscription(tx: Overlay, cmd: CreateSubscription, ctx: Context,
             if existing["confirmed"]:
                 raise Rejected("conflict", "Such subscription already exists.Subscriptions are "
                                            "unique by project + queue + subscriber URI.")
-            if cmd.require_confirmation:  # re-sent while unconfirmed, like upstream
+            # Re-sent while unconfirmed, like upstream.
+            if ctx.rules >= versions.NOTIFY and cmd.require_confirmation:
                 delivery.request_confirmation(tx, ctx.partition, ctx.now, cmd.project,
                                               cmd.queue, existing)
             return {"subscription_id": existing["id"], "created": False}
@@ -83,7 +84,7 @@ def create_subscription(tx: Overlay, cmd: CreateSubscription, ctx: Context,
            "options": cmd.options, "c": ctx.now, "e": ctx.now + cmd.ttl * 1000,
            "confirmed": False}
     put_subscription(tx, ctx, cmd.project, cmd.queue, sub)
-    if cmd.require_confirmation:
+    if ctx.rules >= versions.NOTIFY and cmd.require_confirmation:
         delivery.request_confirmation(tx, ctx.partition, ctx.now, cmd.project, cmd.queue, sub)
     return {"subscription_id": sub["id"], "created": True}
 
@@ -133,7 +134,7 @@ def confirm_subscription(tx: Overlay, cmd: ConfirmSubscription, ctx: Context,
         raise sub_not_found(cmd.subscription_id)
     sub["confirmed"] = cmd.confirmed
     tx.put(sub_key(ctx, cmd.project, cmd.queue, sub["id"]), dumps(sub))
-    if cmd.require_confirmation and not cmd.confirmed:
+    if ctx.rules >= versions.NOTIFY and cmd.require_confirmation and not cmd.confirmed:
         delivery.request_confirmation(tx, ctx.partition, ctx.now, cmd.project, cmd.queue, sub,
                                       unsubscribe=True)
     return {}
