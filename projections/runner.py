@@ -372,7 +372,8 @@ class Runner:
             raise RuntimeError(f"projection runner failed: {self._failed!r}")
         fut = asyncio.get_running_loop().create_future()
         self._waiters[partition].append((offset, fut))
-        await asyncio.wait_for(fut, timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: 3.11's can swallow a cancel
+            await fut
 
     async def barrier(self, partition: int, timeout: float | None = None) -> None:
         """Wait until everything in the log now is applied (a linearizable read, §2.6)."""
