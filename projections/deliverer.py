@@ -90,8 +90,11 @@ class DeliveryDuty:
             while True:
                 self._scan_once()
                 self._launch()
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that
+                # lands in the turn the wake fires (a stop then waits forever on this loop).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self._idle)
+                    async with asyncio.timeout(self._idle):
+                        await self.wake.wait()
                 self.wake.clear()
         finally:
             flusher.cancel()
