@@ -438,7 +438,7 @@ def test_a_failover_resumes_the_dead_owners_deliveries(cluster: LocalCluster) ->
     receiver = HttpReceiver(decide=lambda n, path, body: 200 if up.is_set() else 503).start()
     try:
         policy = {"retries_with_no_delay": 0, "minimum_delay_retries": 1000,
-                  "minimum_delay": 1, "maximum_delay": 2, "maximum_delay_retries": 0}
+                  "minimum_delay": 1, "maximum_delay": 11, "maximum_delay_retries": 0}
         r = httpx.post(f"{a.url}/v2/queues/{q}/subscriptions", headers=h, json={
             "subscriber": f"{receiver.url}/hook", "ttl": 3600,
             "options": {"_retry_policy": policy}})
