@@ -186,7 +186,7 @@ class DeliveryDuty:
             while self._results:
                 batch, self._results = self._results, []
                 try:
-                    await self._report(batch)
+                    stamped = await self._report(batch)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -203,9 +203,15 @@ class DeliveryDuty:
                         self._active.pop(sub, None)
                         if sub in self._resume:
                             self._cursor = min(self._cursor, self._resume.pop(sub))
+                if any(result["r"] != "delivered" for _, result in batch):
+                    # A retry is due at the report's effective time or later, never before
+                    # its stamp. A scan that ran between the report's apply and this point
+                    # skipped it as still known and may have moved the cursor past it.
+                    self._cursor = min(self._cursor, delivery.due_start(self._p, stamped))
                 self.wake.set()
 
-    async def _report(self, batch: list[tuple[Pending, Result]]) -> None:
+    async def _report(self, batch: list[tuple[Pending, Result]]) -> int:
+        """Append the batch's answers, wait until they are applied; returns their stamp."""
         by_queue: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for item, result in batch:
             by_queue.setdefault((item.project, item.queue), []).append(
@@ -218,3 +224,4 @@ class DeliveryDuty:
                    for (project, queue), results in by_queue.items()]
         offsets = await self._log.append(self._p, records)
         await self._applied(self._p, offsets[-1])
+        return now

@@ -75,6 +75,7 @@ async def make_node(tmp_path: Path) -> AsyncIterator[Factory]:
         metrics = Metrics()
         runner.on_delivery = metrics.delivery
         await runner.start()
+        await runner.settled()  # rules switched: a command appended before would fold under 1
         gateway = LocalGateway(log, runner, store, timeout=settings.request_timeout)
         app = create_app(settings, gateway, metrics=metrics)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
