@@ -21,16 +21,23 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from log import Log
+from log import Log, LogError
 from log.filelog import FileLog
+from projections.rebuild import Mode, Plan, fold_checked, plan, seed
 from projections.rocksstore import RocksStore, StoreLockedError
-from projections.runner import check_identity, check_position, digest, fold
-from projections.snapshots import write_atomic
+from projections.runner import check_identity, check_position, digest
+from projections.snapshots import (
+    FileSnapshots,
+    SnapshotError,
+    SnapshotInfo,
+    SnapshotStore,
+    write_atomic,
+)
 
 POINTER = "STORE"
 DEFAULT_STORE = "store"
@@ -158,8 +165,12 @@ def _progress(enabled: bool) -> Progress:
                     TimeRemainingColumn(), transient=True, disable=not enabled)
 
 
-async def catch_up(log: Log, store: RocksStore, *, progress: bool = False) -> int:
-    """Fold every partition to the end of the log; returns how many records were applied."""
+async def catch_up(log: Log, store: RocksStore, *, progress: bool = False,
+                   checkpoints: dict[int, tuple[SnapshotInfo, ...]] | None = None) -> int:
+    """Fold every partition to the end of the log; returns how many records were applied.
+
+    ``checkpoints``: snapshots per partition whose digests the fold must match on its way
+    (a rebuild from a snapshot, ``projections.rebuild``)."""
     check_identity(store, log)
     starts = {p: await check_position(store, log, p) + 1 for p in range(log.partitions)}
     ends = {p: await log.end_offset(p) for p in range(log.partitions)}
@@ -174,7 +185,9 @@ async def catch_up(log: Log, store: RocksStore, *, progress: bool = False) -> in
             def advance(last: int, p: int = p, base: int = base) -> None:
                 bar.update(task, completed=base + last - starts[p] + 1)
 
-            last = await fold(log, store, p, starts[p], until=ends[p], on_commit=advance)
+            last, _ = await fold_checked(log, store, p, starts[p], until=ends[p],
+                                         checkpoints=(checkpoints or {}).get(p, ()),
+                                         on_commit=advance)
             applied += max(0, last - starts[p] + 1)
     return applied
 
@@ -204,38 +217,74 @@ def digest_command(data: str) -> int:
     return 0
 
 
-async def build_store(log: Log, path: Path, *, progress: bool) -> tuple[int, float, str]:
-    """A new store at ``path`` folded from offset 0 to the log's end (records, s, digest)."""
+class Built(NamedTuple):
+    """What a rebuild did: the new store's digest, records folded, seconds, and per partition
+    the snapshot it began at (None: offset 0) and how many newer snapshots it matched."""
+
+    digest: str
+    records: int
+    seconds: float
+    plans: list[Plan]
+    checked: int = 0
+
+    def origin(self) -> str:
+        """One line: where the rebuild began."""
+        begun = [pl for pl in self.plans if pl.snapshot is not None]
+        if not begun:
+            return "from offset 0"
+        where = ", ".join(f"p{pl.partition}@{pl.first}" for pl in begun)
+        zero = len(self.plans) - len(begun)
+        tail = f"; {zero} partitions from offset 0" if zero else ""
+        return (f"from the oldest retained snapshots ({where}{tail}; {self.checked} newer "
+                "snapshots matched on the way)")
+
+
+async def build_store(log: Log, path: Path, *, progress: bool,
+                      snapshots: SnapshotStore | None = None, mode: Mode = "auto") -> Built:
+    """A new store at ``path`` folded to the log's end: from offset 0 while the log is whole,
+    else from the oldest retained snapshot of each partition (``projections.rebuild``)."""
+    plans = [await plan(log, p, snapshots, mode) for p in range(log.partitions)]
     store = RocksStore(path)
     try:
         started = time.perf_counter()
-        records = await catch_up(log, store, progress=progress)
+        check_identity(store, log)
+        for pl in plans:
+            await seed(store, log, pl, snapshots)
+        checkpoints = {pl.partition: pl.checkpoints for pl in plans}
+        records = await catch_up(log, store, progress=progress, checkpoints=checkpoints)
         elapsed = time.perf_counter() - started
-        return records, elapsed, digest(store)
+        ends = {p: await log.end_offset(p) for p in range(log.partitions)}
+        checked = sum(1 for pl in plans for i in pl.checkpoints if i.offset < ends[pl.partition])
+        return Built(digest(store), records, elapsed, plans, checked)
     finally:
         store.close()
 
 
-async def rebuild(data: str, *, progress: bool = True) -> tuple[str, int, float]:
-    """Offline: recompute every projection from offset 0 into a new generation, then make it
-    current. Holds the log's writer lock, so no server can start meanwhile."""
+def snapshots_of(data: str | Path) -> FileSnapshots:
+    return FileSnapshots(snapshot_dir(data))
+
+
+async def rebuild(data: str, *, progress: bool = True, mode: Mode = "auto") -> Built:
+    """Offline: recompute every projection into a new generation, then make it current.
+    Holds the log's writer lock, so no server can start meanwhile."""
     name = new_store_name()
     fresh = Path(data) / name
     async with FileLog(log_dir(data)) as log:
         old = store_dir(data)
         try:
-            records, elapsed, result = await build_store(log, fresh, progress=progress)
+            built = await build_store(log, fresh, progress=progress,
+                                      snapshots=snapshots_of(data), mode=mode)
         except BaseException:
             shutil.rmtree(fresh, ignore_errors=True)
             raise
         set_store(data, name)
         if old.exists():
             shutil.rmtree(old)
-    return result, records, elapsed
+    return built
 
 
-async def rebuild_live(data: str, *, timeout: float = 120.0,
-                       progress: bool = True) -> tuple[str, int, float, dict[str, Any]]:
+async def rebuild_live(data: str, *, timeout: float = 120.0, progress: bool = True,
+                       mode: Mode = "auto") -> tuple[Built, dict[str, Any]]:
     """Beside a running server: fold the read-only log into a new generation, then ask the
     server to catch it up and swap it in. The server keeps answering throughout."""
     name = new_store_name()
@@ -243,7 +292,8 @@ async def rebuild_live(data: str, *, timeout: float = 120.0,
     log = FileLog(log_dir(data), read_only=True)
     await log.start()
     try:
-        records, elapsed, result = await build_store(log, fresh, progress=progress)
+        built = await build_store(log, fresh, progress=progress,
+                                  snapshots=snapshots_of(data), mode=mode)
     except BaseException:
         shutil.rmtree(fresh, ignore_errors=True)
         raise
@@ -260,24 +310,26 @@ async def rebuild_live(data: str, *, timeout: float = 120.0,
     except BaseException:
         shutil.rmtree(fresh, ignore_errors=True)  # refused: the server never opened it
         raise
-    return result, records, elapsed, swapped
+    return built, swapped
 
 
-def rebuild_command(data: str, *, timeout: float = 120.0) -> int:
+def rebuild_command(data: str, *, timeout: float = 120.0, mode: Mode = "auto") -> int:
     """Offline rebuild when no server runs on ``data``, live rebuild + swap when one does."""
+    swapped: dict[str, Any] | None = None
     try:
         store = open_store_or_none(data)
         if store is not None:
             store.close()
-            result, records, elapsed = asyncio.run(rebuild(data))
-            swapped = None
+            built = asyncio.run(rebuild(data, mode=mode))
         else:
-            result, records, elapsed, swapped = asyncio.run(rebuild_live(data, timeout=timeout))
-    except (ControlError, StoreLockedError, OSError) as exc:
-        print(f"marconi rebuild: {exc}", file=sys.stderr)
+            built, swapped = asyncio.run(rebuild_live(data, timeout=timeout, mode=mode))
+    except (ControlError, StoreLockedError, SnapshotError, LogError, OSError) as exc:
+        print(f"marconi rebuild: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
+    result, records, elapsed = built.digest, built.records, built.seconds
     rate = records / elapsed if elapsed > 0 else float("inf")
-    print(f"rebuilt {records} records in {elapsed:.2f} s ({rate:,.0f} records/s)")
+    print(f"rebuilt {records} records in {elapsed:.2f} s ({rate:,.0f} records/s) "
+          f"{built.origin()}")
     if swapped is not None:
         print(f"the running server caught up {swapped['caught_up']} more records and swapped "
               f"to {swapped['store']} in {swapped['seconds']} s; digest at build time:")

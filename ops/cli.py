@@ -44,7 +44,7 @@ def _digest(args: argparse.Namespace) -> int:
 def _rebuild(args: argparse.Namespace) -> int:
     from ops.admin import rebuild_command
 
-    return rebuild_command(args.data, timeout=args.timeout)
+    return rebuild_command(args.data, timeout=args.timeout, mode=args.mode)
 
 
 def _partitions(args: argparse.Namespace) -> int:
@@ -260,11 +260,24 @@ def build_parser() -> argparse.ArgumentParser:
     digest.set_defaults(func=_digest)
 
     rebuild = add(
-        "rebuild", help="recompute every projection from offset 0 (live-safe: a running "
-                        "server swaps the new store in when it has caught up)")
+        "rebuild", help="recompute every projection from the log (live-safe: a running "
+                        "server swaps the new store in when it has caught up)",
+        description="Recompute every projection into a new store from offset 0 while the "
+                    "log is whole, or from each partition's oldest retained snapshot plus the "
+                    "log after it once retention has cut the log; every newer snapshot passed "
+                    "on the way must match the fold. `marconi digest` then compares it with "
+                    "the live store.")
     rebuild.add_argument("--data", default="./data", help="data directory (log + store)")
     rebuild.add_argument("--timeout", type=float, default=120.0,
                          help="seconds a running server may take to catch up and swap")
+    begin = rebuild.add_mutually_exclusive_group()
+    begin.add_argument("--from-zero", dest="mode", action="store_const", const="zero",
+                       help="fold from offset 0 only (refused once retention has cut the log)")
+    begin.add_argument("--from-snapshot", dest="mode", action="store_const",
+                       const="snapshot",
+                       help="begin at the oldest retained snapshot even on a whole log "
+                            "(quicker; partitions without a snapshot fold from 0)")
+    rebuild.set_defaults(mode="auto")
     rebuild.set_defaults(func=_rebuild)
 
     parts = add("partitions",

@@ -99,9 +99,9 @@ async def replay(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             with progress:
                 task = progress.add_task("replay", total=None, p=history.partition)
                 count = 0
-                if not args.state and not args.json:
-                    out.write(f"{'offset':>9}  {'time (UTC)':<24}  {'client id':<36}  "
-                              f"{'command':<20}  arguments  -> outcome\n")
+                table = not args.state and not args.json
+                header = (f"{'offset':>9}  {'time (UTC)':<24}  {'client id':<36}  "
+                          f"{'command':<20}  arguments  -> outcome\n")
                 async for entry in history.entries(
                     since_ms=parse_time(args.since) if args.since else None,
                     until_ms=parse_time(args.until) if args.until else None,
@@ -112,6 +112,8 @@ async def replay(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                     at_ms=at_ms if args.state else None,
                 ):
                     count += 1
+                    if table and count == 1:  # only once the window is known to replay
+                        out.write(header)
                     if not args.state:
                         write_entry(entry, out, args.json)
             if args.state:
@@ -119,6 +121,8 @@ async def replay(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 out.write(orjson.dumps(history.state(now), option=orjson.OPT_INDENT_2).decode()
                           + "\n")
             elif not args.json:
+                if count == 0:
+                    out.write(header)
                 out.write(f"{count} commands on {args.project}/{args.queue}\n")
             if args.stats:
                 start = history.started_from

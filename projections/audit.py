@@ -163,8 +163,8 @@ class History:
         """
         p = self.partition
         end = await self._log.end_offset(p)
-        offset = await self._start(since_ms=since_ms, at_offset=at_offset, at_ms=at_ms,
-                                   after_offset=after_offset)
+        offset = await self._start(since_ms=since_ms, until_ms=until_ms, at_offset=at_offset,
+                                   at_ms=at_ms, after_offset=after_offset)
         while offset < end:
             records = await self._log.read(p, offset, min(self._batch, end - offset))
             if not records:
@@ -197,8 +197,9 @@ class History:
             if progress is not None:
                 progress(offset, end)
 
-    async def _start(self, *, since_ms: int | None, at_offset: int | None,
-                     at_ms: int | None, after_offset: int | None) -> int:
+    async def _start(self, *, since_ms: int | None, until_ms: int | None = None,
+                     at_offset: int | None, at_ms: int | None,
+                     after_offset: int | None) -> int:
         """Seed the scratch store from the best snapshot; returns the offset to read next."""
         p = self.partition
         start = await log_start(self._log, p)
@@ -217,6 +218,9 @@ class History:
         if chosen is None and not bounded and usable:
             chosen = usable[0]  # the whole retained history: from the oldest snapshot
         if chosen is None:
+            raise NotRetainedError(retained_text(p, start, usable))
+        if start > 0 and until_ms is not None and until_ms <= usable[0].time_ms:
+            # the window ends before the first retained time: none of it can be replayed
             raise NotRetainedError(retained_text(p, start, usable))
         assert self._snapshots is not None
         blob = await self._snapshots.load(chosen)
@@ -256,6 +260,10 @@ def retained_text(partition: int, start: int, usable: list[SnapshotInfo]) -> str
         return (f"history of partition {partition} is not retained before offset {start} and "
                 "no snapshot covers it (nothing can be replayed)")
     first = usable[0]
-    when = datetime.fromtimestamp(first.time_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # The first whole second a window may start at: after the oldest snapshot's time (a
+    # window must start after it, see ``newest_at_or_before``), so the time printed here,
+    # passed back as --since, is accepted.
+    when = datetime.fromtimestamp(first.time_ms // 1000 + 1, UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
     return (f"history of partition {partition} is retained from {when} (offset "
             f"{first.offset + 1}) on; ask for a window at or after that")
