@@ -91,7 +91,8 @@ def _bench_http(args: argparse.Namespace) -> int:
 def _bench_compare(args: argparse.Namespace) -> int:
     from ops.bench.compare import main
 
-    main(seconds=args.seconds)
+    main(seconds=args.seconds, rounds=args.rounds, workers=args.workers,
+         load=not args.no_load, servers=tuple(args.servers.split(",")))
     return 0
 
 
@@ -335,6 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
     bhttp.set_defaults(func=_bench_http)
     bcmp = bench_add("compare", help="marconi serve vs upstream Zaqar, same load")
     bcmp.add_argument("--seconds", type=float, default=10.0, help="length of each run")
+    bcmp.add_argument("--rounds", type=int, default=1,
+                      help="alternate the servers this many times; medians are printed")
+    bcmp.add_argument("--workers", type=int, default=None,
+                      help="marconi serve --workers (default: serve's own default)")
+    bcmp.add_argument("--no-load", action="store_true",
+                      help="skip the Python load generator (client-bound) phase")
+    bcmp.add_argument("--servers", default="marconi,zaqar",
+                      help="which servers, comma-separated (marconi, zaqar)")
     bcmp.set_defaults(func=_bench_compare)
     brep = bench_add("replay", help="audit a long queue history: time, memory")
     brep.add_argument("--commands", type=int, default=100_000,

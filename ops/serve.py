@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
@@ -319,7 +320,8 @@ def serve(args: argparse.Namespace) -> int:
 
     configure(getattr(args, "log_level", "INFO"), settings.log_format)
     try:
-        return asyncio.run(run(settings, explicit_partitions=args.partitions is not None))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(run(settings, explicit_partitions=args.partitions is not None))
     except (LogError, StoreLockedError, StoreMismatchError, SnapshotError, OSError) as exc:
         print(f"marconi: cannot serve: {exc}", file=sys.stderr)
         return 1
