@@ -225,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--partitions", type=int, default=None,
                        help="partitions of a new log (default 16; an existing log keeps its "
                             "own count)")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="HTTP front processes beside the one process that owns the log "
+                            "and the store (default MARCONI_WORKERS or 0: one per core; 1: "
+                            "everything in one process)")
     serve.set_defaults(func=_serve)
 
     node = add("node", help="serve the API as one node of a Kafka-backed cluster",

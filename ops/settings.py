@@ -78,6 +78,7 @@ class Settings:
     port: int = 8888
     data: str = "./data"
     partitions: int = 16
+    workers: int = 0  # serve: HTTP front processes (0: one per core; 1: one process, no core)
     request_timeout: float = 10.0  # seconds a request waits for the log or the projection
     graceful_timeout: float = 5.0  # seconds in-flight requests get on shutdown
     log_format: str = "text"  # "text" or "json" (one object per line, with request ids)
@@ -168,6 +169,8 @@ class Settings:
             raise SettingsError("partitions must be positive")
         if self.store_memory_mb < 1:
             raise SettingsError("store_memory_mb must be at least 1")
+        if self.workers < 0:
+            raise SettingsError("workers must be 0 (one per core) or more")
         for token, grant in self.tokens.items():
             if not grant.project and not grant.any_project:
                 raise SettingsError(
