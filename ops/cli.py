@@ -391,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     bhist = bench_add(
         "history", help="apply/rebuild rate when the same history spans 1 min, 1 h, 24 h")
     bhist.add_argument("--commands", type=int, default=30_000,
-                       help="commands in the generated history")
+                       help="commands in each history (the same workload in every row)")
     bhist.add_argument("--rules", type=int, default=None,
                        help="rules version to fold under (default: the latest; 1: original)")
     bhist.add_argument("--no-work-count", action="store_true",
@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     bbnd.add_argument("--purge", type=int, default=100_000, help="messages to purge")
     bbnd.add_argument("--delayed", type=int, default=50_000, help="delayed messages")
     bbnd.add_argument("--cycle", type=int, default=30_000, help="messages per post/purge cycle")
-    bbnd.add_argument("--cycles", type=int, default=6, help="post/purge cycles measured")
+    bbnd.add_argument("--cycles", type=int, default=6, help="post/purge cycles for the RSS")
     bbnd.set_defaults(func=_bench_bounded)
     bfuzz = bench_add(
         "fuzz", help="schemathesis from /v2/openapi.json: counts of requests, 5xx, bad 4xx")

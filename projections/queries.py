@@ -126,30 +126,58 @@ def _first_visible(view: View, msg_scope: bytes, now: int, *, reverse: bool) -> 
     return None
 
 
-def list_messages(view: View, partition: int, project: str, name: str, now: int, *,
-                  marker: int | None, limit: int, client_id: str | None, echo: bool,
-                  include_claimed: bool, include_delayed: bool) -> list[Message]:
-    """A page in queue order after ``marker``, filled to ``limit`` unless the queue ends."""
+SKIP_CAP = 1000
+"""Entries a listing may step over (expired, claimed, delayed, with ``echo=false`` the
+caller's own) before it answers with what it found and a marker to go on from: the cost of a
+page is bounded by the page, not by the queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of messages and where the next one starts (None: the queue ended)."""
+
+    messages: list[Message]
+    marker: int | None  # the seq to list after: the last message's, or the last one stepped
+    capped: bool = False  # the skip cap ended the page before it filled
+
+
+def list_page(view: View, partition: int, project: str, name: str, now: int, *,
+              marker: int | None, limit: int, client_id: str | None, echo: bool,
+              include_claimed: bool, include_delayed: bool,
+              skip_cap: int | None = SKIP_CAP) -> Page:
+    """A page in queue order after ``marker``: filled to ``limit`` unless the queue ends or
+    ``skip_cap`` entries were stepped over (None: no cap, for tools that want everything)."""
     q = get_queue(view, partition, project, name)
     if q is None:
-        return []
+        return Page([], None)
     msg_scope = K.scope(partition, K.MSG, project, name, q["inc"])
     start = msg_scope if marker is None else msg_scope + K.u64(marker + 1)
     page: list[Message] = []
+    skipped = 0
     for key, raw in view.scan(start, K.prefix_end(msg_scope)):
         m = _loads(raw)
-        if m["e"] <= now:
+        seq = K.U64.unpack_from(key, len(msg_scope))[0]
+        if ((m["e"] <= now)
+                or (not include_claimed and m["k"] and m["ke"] > now)
+                or (not include_delayed and m["d"] > now)
+                or (not echo and client_id is not None and m["cl"] == client_id)):
+            skipped += 1
+            if skip_cap is not None and skipped >= skip_cap:
+                return Page(page, seq, capped=True)
             continue
-        if not include_claimed and m["k"] and m["ke"] > now:
-            continue
-        if not include_delayed and m["d"] > now:
-            continue
-        if not echo and client_id is not None and m["cl"] == client_id:
-            continue
-        page.append(_message(raw, K.U64.unpack_from(key, len(msg_scope))[0], now))
+        page.append(_message(raw, seq, now))
         if len(page) >= limit:
             break
-    return page
+    return Page(page, page[-1].seq if page else None)
+
+
+def list_messages(view: View, partition: int, project: str, name: str, now: int, *,
+                  marker: int | None, limit: int, client_id: str | None, echo: bool,
+                  include_claimed: bool, include_delayed: bool) -> list[Message]:
+    """The messages of ``list_page`` with no skip cap (audit state, tests)."""
+    return list_page(view, partition, project, name, now, marker=marker, limit=limit,
+                     client_id=client_id, echo=echo, include_claimed=include_claimed,
+                     include_delayed=include_delayed, skip_cap=None).messages
 
 
 def get_message(view: View, partition: int, project: str, name: str, message_id: str,

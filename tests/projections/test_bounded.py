@@ -270,3 +270,36 @@ def test_rules_never_go_back_and_the_version_is_state() -> None:
     assert queries.partition_state(f.store, P)["rules"] == versions.LATEST
     old = Fold(versions.ORIGINAL)
     assert "rules" not in queries.partition_state(old.store, P)
+
+
+def test_an_echo_false_listing_steps_over_a_bounded_number_of_own_messages() -> None:
+    """5,000 of the caller's own messages, then one of another client's: each page steps on
+    at most SKIP_CAP entries, comes back with a marker, and following the markers finds it."""
+    f = Fold()
+    for _ in range(500):
+        f.post("q", n=10)  # client "c"
+    theirs = PostMessages(id=f.id(), project="p", queue="q", client_id="other",
+                          messages=[NewMessage(id="theirs", body={}, ttl=3600)], size=10)
+    f.run(theirs)
+    marker: int | None = None
+    works, found, pages = [], [], 0
+    while True:
+        before = f.store.stepped
+        page = queries.list_page(f.store, P, "p", "q", f.now, marker=marker, limit=10,
+                                 client_id="c", echo=False, include_claimed=False,
+                                 include_delayed=False)
+        works.append(f.store.stepped - before)
+        found += [m.id for m in page.messages]
+        pages += 1
+        if page.marker is None:
+            break
+        marker = page.marker
+    assert found == ["theirs"]
+    assert max(works) <= queries.SKIP_CAP + 1, works
+    assert pages >= 5000 // queries.SKIP_CAP
+    # with echo, the first page is the caller's own, at the cost of the page
+    before = f.store.stepped
+    page = queries.list_page(f.store, P, "p", "q", f.now, marker=None, limit=10,
+                             client_id="c", echo=True, include_claimed=False,
+                             include_delayed=False)
+    assert len(page.messages) == 10 and f.store.stepped - before <= 11

@@ -75,7 +75,7 @@ async def test_the_core_stamps_the_time(split: Split) -> None:
     for p in range(PARTITIONS):
         for rec in await split.core.log.read(p, 0, 100):
             cmd = decode(rec.value)
-            if not isinstance(cmd, SetRules):  # the owner's own record at start
+            if not isinstance(cmd, SetRules):  # the owner's, at start (rules version)
                 stamps.append(cmd.time_ms)
     assert len(stamps) == 1
     assert stamps[0] >= split.core.clock() - 60_000  # an hour ahead of the front's clock
