@@ -152,7 +152,8 @@ def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> None:
         tx.put(K.outcome_expiry(partition, now, cmd.id), b"")
     if now >= meta.get("prune", 0):
         if ctx.rules >= versions.BOUNDED or versions.in_force(meta) >= versions.BOUNDED:
-            meta["prune"] = _prune_outcomes_from_cursor(tx, partition, now, meta)
+            slack = PRUNE_SLACK_MS if versions.in_force(meta) >= versions.PRUNE_SLACK else 0
+            meta["prune"] = _prune_outcomes_from_cursor(tx, partition, now, meta, slack)
         else:
             meta["prune"] = _prune_outcomes(tx, partition, now)
     tx.put(K.meta(partition), dumps(meta))
@@ -185,8 +186,14 @@ def _prune_outcomes(tx: Overlay, partition: int, now: int) -> int:
     return now + OUTCOME_WINDOW_MS
 
 
+PRUNE_SLACK_MS = 30_000
+"""Rules >= PRUNE_SLACK: pruning waits until the oldest outcome is this much past the window,
+then takes what is due in slices of PRUNE_PER_RECORD, so a slow partition does not pay a scan
+per record for one outcome each (de-duplication still covers at least the window)."""
+
+
 def _prune_outcomes_from_cursor(tx: Overlay, partition: int, now: int,
-                                meta: dict[str, Any]) -> int:
+                                meta: dict[str, Any], slack_ms: int = 0) -> int:
     """``_prune_outcomes`` from the last key it consumed (rules >= 2), so no record walks the
     tombstones earlier prunes left (RocksDB keeps them until compaction: quadratic before)."""
     prefix = K.kind_prefix(partition, K.OUTEXP)
@@ -197,7 +204,7 @@ def _prune_outcomes_from_cursor(tx: Overlay, partition: int, now: int,
     for key, _ in tx.scan(prefix + bytes.fromhex(meta.get("po", "")), K.prefix_end(prefix)):
         stamped = K.U64.unpack_from(key, len(prefix))[0]
         if stamped > before:
-            due = stamped + OUTCOME_WINDOW_MS
+            due = stamped + OUTCOME_WINDOW_MS + slack_ms
             break
         if pruned >= PRUNE_PER_RECORD:
             due = now  # more are due: go on with the next record

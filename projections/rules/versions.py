@@ -35,10 +35,16 @@ a subscription create/confirm stamped so queues its (Un)SubscriptionConfirmation
 ``DeliveryReport`` clears, reschedules (Zaqar's retry policy at its log time) or gives up
 deliveries. Before it, posts and subscriptions record no deliveries and a report is a no-op."""
 
+PRUNE_SLACK = 4
+"""Outcome pruning waits until the oldest outcome is ``PRUNE_SLACK_MS`` past the window, then
+prunes what is due in slices: a partition taking a record every few seconds no longer pays an
+outcome scan per record for one outcome each. De-duplication still covers at least the window."""
+
 VERSIONS: dict[int, str] = {
     ORIGINAL: "first release",
     BOUNDED: "bounded work: cursors, sliced purge/GC/expiry, delayed index, free is free",
     NOTIFY: "notifications: pending deliveries at post time, delivery reports, confirmation",
+    PRUNE_SLACK: "outcome pruning in slices, 30 s of slack past the window",
 }
 LATEST = max(VERSIONS)
 

@@ -303,3 +303,22 @@ def test_an_echo_false_listing_steps_over_a_bounded_number_of_own_messages() -> 
                              client_id="c", echo=True, include_claimed=False,
                              include_delayed=False)
     assert len(page.messages) == 10 and f.store.stepped - before <= 11
+
+
+@pytest.mark.parametrize("rules", [versions.NOTIFY, versions.PRUNE_SLACK])
+def test_outcome_pruning_takes_slack_only_from_its_rules_version(rules: int) -> None:
+    """Rules 4 wait PRUNE_SLACK_MS past the window before pruning; a rules-3 log folds as
+    before (pruned on the first record after the window)."""
+    from projections.apply import OUTCOME_WINDOW_MS, PRUNE_SLACK_MS
+
+    f = Fold(rules=rules)
+    first = f.post("q")
+    f.now += OUTCOME_WINDOW_MS + 1_000
+    f.post("q")  # pruning falls due: nothing is old enough yet at the first due time
+    f.now += 1_000
+    f.post("q")
+    kept_after_window = queries.outcome(f.store, P, first.id) is not None
+    f.now += PRUNE_SLACK_MS
+    f.post("q")
+    assert queries.outcome(f.store, P, first.id) is None  # pruned at last either way
+    assert kept_after_window == (rules >= versions.PRUNE_SLACK)
