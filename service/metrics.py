@@ -261,6 +261,9 @@ class Metrics:
             ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.state = _StateCollector(log, status)
         self.registry.register(self.state)
+        # (method, route, status) -> its counter and histogram children: ``labels()`` takes
+        # a lock and builds a tuple on every call
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def attach(self, *, log: CountingLog | None = None,
                status: NodeStatus | None = None) -> None:
@@ -271,9 +274,15 @@ class Metrics:
             self.state.status = status
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        method = method_label(method)
-        self.requests.labels(method, route, status_label(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        label = method_label(method)
+        key = (label, route, status)
+        children = self._children.get(key)
+        if children is None:  # labels are bounded (methods, templates, statuses): so is this
+            children = self._children[key] = (
+                self.requests.labels(label, route, status_label(status)),
+                self.latency.labels(label, route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
