@@ -119,6 +119,22 @@ def _bench_core(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_history(args: argparse.Namespace) -> int:
+    from ops.bench.history import main
+    from projections.rules.versions import LATEST
+
+    main(commands=args.commands, rules=args.rules or LATEST, stepped=not args.no_work_count)
+    return 0
+
+
+def _bench_bounded(args: argparse.Namespace) -> int:
+    from ops.bench.bounded import main
+
+    main(tree=args.tree, purge_n=args.purge, delayed_n=args.delayed, cycle_n=args.cycle,
+         cycles=args.cycles)
+    return 0
+
+
 def _bench_fuzz(args: argparse.Namespace) -> int:
     from ops.bench.fuzz import main
 
@@ -352,6 +368,24 @@ def build_parser() -> argparse.ArgumentParser:
     bcore.add_argument("--commands", type=int, default=50_000, help="commands folded")
     bcore.add_argument("--partitions", type=int, default=4, help="partitions of the log")
     bcore.set_defaults(func=_bench_core)
+    bhist = bench_add(
+        "history", help="apply/rebuild rate when the same history spans 1 min, 1 h, 24 h")
+    bhist.add_argument("--commands", type=int, default=30_000,
+                       help="commands in each history (the same workload in every row)")
+    bhist.add_argument("--rules", type=int, default=None,
+                       help="rules version to fold under (default: the latest; 1: original)")
+    bhist.add_argument("--no-work-count", action="store_true",
+                       help="skip counting keys stepped per record (a slower in-memory fold)")
+    bhist.set_defaults(func=_bench_history)
+    bbnd = bench_add(
+        "bounded", help="HTTP: read during a big purge, claim on a delayed queue, RSS cycles")
+    bbnd.add_argument("--tree", default=None,
+                      help="run the server from this checkout (to measure a 'before')")
+    bbnd.add_argument("--purge", type=int, default=100_000, help="messages to purge")
+    bbnd.add_argument("--delayed", type=int, default=50_000, help="delayed messages")
+    bbnd.add_argument("--cycle", type=int, default=30_000, help="messages per post/purge cycle")
+    bbnd.add_argument("--cycles", type=int, default=6, help="post/purge cycles for the RSS")
+    bbnd.set_defaults(func=_bench_bounded)
     bfuzz = bench_add(
         "fuzz", help="schemathesis from /v2/openapi.json: counts of requests, 5xx, bad 4xx")
     bfuzz.add_argument("url", nargs="?", default=None,

@@ -185,7 +185,7 @@ class EmbeddedNode:
                       snapshots=snapshotter(self.settings, self.log, self.data))
 
     async def start(self) -> Starlette:
-        self.store = RocksStore(store_dir(self.data))
+        self.store = RocksStore(store_dir(self.data), memory_mb=self.settings.store_memory_mb)
         self.runner = self._runner(self.store)
         await self.runner.start()
         await self.log.refresh()
@@ -247,7 +247,7 @@ class EmbeddedNode:
         assert self.app is not None and self.status is not None
         assert self.runner is not None and self.store is not None
         started = time.perf_counter()
-        store = RocksStore(path)
+        store = RocksStore(path, memory_mb=self.settings.store_memory_mb)
         runner = self._runner(store)
         try:
             before = {p: queries.partition_state(store, p)["offset"]

@@ -83,6 +83,7 @@ class Settings:
     graceful_timeout: float = 5.0  # seconds in-flight requests get on shutdown
     log_format: str = "text"  # "text" or "json" (one object per line, with request ids)
     access_log: bool = False  # one INFO line per request (logger marconi.access)
+    store_memory_mb: int = 64  # RocksDB memtable and block cache, each (the store's RSS bound)
     # API versions served: "1" (v1.0), "1.1", "2"; one left out answers 404 and leaves GET /
     enable_api_versions: tuple[str, ...] = API_VERSIONS
 
@@ -166,6 +167,8 @@ class Settings:
                                 f"valid are {list(API_VERSIONS)}")
         if self.partitions <= 0:
             raise SettingsError("partitions must be positive")
+        if self.store_memory_mb < 1:
+            raise SettingsError("store_memory_mb must be at least 1")
         if self.workers < 0:
             raise SettingsError("workers must be 0 (one per core) or more")
         for token, grant in self.tokens.items():

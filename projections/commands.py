@@ -192,13 +192,24 @@ class OutboxDone(Command):
     origin_offset: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetRules(Command):
+    """From this record on, the partition folds under rules ``version`` (DESIGN §7).
+
+    Appended by the partition's owner; see ``projections.rules.versions``.
+    """
+
+    TAG: ClassVar[str] = "rules.set"
+    version: int
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
     cls.TAG: cls
     for cls in (
         CreateQueue, UpdateQueue, DeleteQueue, PurgeQueue, PostMessages, DeleteMessage,
         DeleteMessages, PopMessages, CreateClaim, UpdateClaim, ReleaseClaim,
         CreateSubscription, UpdateSubscription, DeleteSubscription, ConfirmSubscription,
-        Sweep, ImportDeadLetters, OutboxDone,
+        Sweep, ImportDeadLetters, OutboxDone, SetRules,
     )
 }
 
