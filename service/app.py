@@ -40,7 +40,7 @@ from service.middleware import (
 )
 from service.mount import Mount
 from service.ratelimit import RateLimit
-from service.routing import route
+from service.routing import PrematchedRouter, route
 from service.types import Gateway
 
 if TYPE_CHECKING:
@@ -166,6 +166,7 @@ def create_app(settings: Settings, gateway: Gateway, *,
     ]
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers=dict(EXCEPTION_HANDLERS))
+    app.router = PrematchedRouter(routes=routes)  # Routing matched already: once per request
     app.state.settings = settings
     app.state.gateway = gateway
     app.state.history = history_reader

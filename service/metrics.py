@@ -265,6 +265,9 @@ class Metrics:
             "marconi_notification_attempts", "Notification delivery attempts by subscriber "
             "scheme, kind (notification, confirmation) and outcome",
             ["scheme", "kind", "outcome"], registry=self.registry)
+        # (method, route, status) -> its counter and histogram children: ``labels()`` takes
+        # a lock and builds a tuple on every call
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def delivery(self, item: Any, result: dict[str, Any]) -> None:
         """Count one delivery attempt (the runner's ``on_delivery`` hook)."""
@@ -285,9 +288,15 @@ class Metrics:
             self.state.status = status
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        method = method_label(method)
-        self.requests.labels(method, route, status_label(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        label = method_label(method)
+        key = (label, route, status)
+        children = self._children.get(key)
+        if children is None:  # labels are bounded (methods, templates, statuses): so is this
+            children = self._children[key] = (
+                self.requests.labels(label, route, status_label(status)),
+                self.latency.labels(label, route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

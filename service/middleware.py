@@ -43,7 +43,7 @@ from starlette.routing import BaseRoute, Match, Route
 from service import signing
 from service.context import random16
 from service.errors import INTERNAL, error_response, route_not_found
-from service.routing import Resource, method_not_allowed
+from service.routing import MATCHED, Resource, method_not_allowed
 from service.types import ASGIApp, Message, Receive, Scope, Send
 from service.validation import valid_project, valid_queue_name
 from service.versions import GLOBAL_PROJECT
@@ -74,10 +74,8 @@ class RequestHeaders(Headers):
 
     def __init__(self, scope: Scope) -> None:
         super().__init__(scope=scope)
-        first: dict[str, str] = {}
-        for key, value in self.raw:
-            first.setdefault(key.decode("latin-1"), value.decode("latin-1"))
-        self._first = first
+        self._first = {key.decode("latin-1"): value.decode("latin-1")
+                       for key, value in reversed(scope["headers"])}  # the first one wins
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._first.get(key.lower(), default)
@@ -87,6 +85,18 @@ class RequestHeaders(Headers):
 
     def __contains__(self, key: Any) -> bool:
         return isinstance(key, str) and key.lower() in self._first
+
+
+def request_headers(scope: Scope) -> RequestHeaders:
+    """The request's ``RequestHeaders``, built once per request (again only if a layer
+    replaced the headers, as token auth does with X-Project-ID)."""
+    st = state(scope)
+    cached = st.get("headers")
+    if cached is not None and cached[0] is scope["headers"]:
+        return cached[1]  # type: ignore[no-any-return]
+    headers = RequestHeaders(scope)  # (which makes scope["headers"] a list of its own)
+    st["headers"] = (scope["headers"], headers)
+    return headers
 
 
 class _Check:
@@ -99,7 +109,7 @@ class _Check:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        response = self.check(scope, RequestHeaders(scope))
+        response = self.check(scope, request_headers(scope))
         if response is None:
             await self.app(scope, receive, send)
         else:
@@ -124,7 +134,7 @@ class Checks:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            headers = RequestHeaders(scope)
+            headers = request_headers(scope)
             for one in self.checks:
                 response = one.check(scope, headers)
                 if response is not None:
@@ -197,7 +207,7 @@ class Routing:
         if found is None:
             await route_not_found()(scope, receive, send)
             return
-        template, resource, params = found
+        template, resource, params, matched = found
         state(scope)["route"] = template
         if scope["method"] == "OPTIONS":
             allow = ", ".join(resource.allowed)
@@ -207,18 +217,21 @@ class Routing:
         st["allowed"] = resource.allowed
         st["path_params"] = params
         st["api"] = resource.api  # the version's pipeline rules (None: v2's)
+        st[MATCHED] = matched  # PrematchedRouter handles it without matching again
         await self.app(scope, receive, send)
 
 
-def _match(routes: Sequence[BaseRoute], scope: Scope) -> tuple[str, Resource, dict] | None:
-    """The route template, resource and path parameters of a request path (None: 404).
+def _match(routes: Sequence[BaseRoute], scope: Scope
+           ) -> tuple[str, Resource, dict, tuple[BaseRoute, dict]] | None:
+    """The route template, resource, path parameters and (route, child scope) of a request
+    path (None: 404).
 
     Like ``service.routing.match`` plus the template, which labels metrics and logs."""
     for candidate in routes:
         found, child = candidate.matches(scope)
         if found is not Match.NONE and isinstance(child.get("endpoint"), Resource):
             template = candidate.path if isinstance(candidate, Route) else UNMATCHED
-            return template, child["endpoint"], child.get("path_params", {})
+            return template, child["endpoint"], child.get("path_params", {}), (candidate, child)
     return None
 
 
@@ -263,7 +276,7 @@ class Auth:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = RequestHeaders(scope)
+        headers = request_headers(scope)
         st = state(scope)
         st["roles"] = []
         st["signed"] = False

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute, Match, Route, Router
 
 from service.errors import error_response
 from service.types import Handler, Receive, Scope, Send
@@ -62,3 +62,21 @@ def match(routes: Sequence[BaseRoute], scope: Scope) -> tuple[Resource, dict] | 
         if found is not Match.NONE and isinstance(child.get("endpoint"), Resource):
             return child["endpoint"], child.get("path_params", {})
     return None
+
+
+MATCHED = "matched"  # request state: (route, child scope) the routing middleware found
+
+
+class PrematchedRouter(Router):
+    """Starlette's router, except that the route the routing middleware already matched
+    (``state["matched"]``) is handled directly rather than matched a second time."""
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        matched = scope.get("state", {}).pop(MATCHED, None) if scope["type"] == "http" else None
+        if matched is None:
+            await super().app(scope, receive, send)
+            return
+        route, child = matched
+        scope.setdefault("router", self)
+        scope.update(child)
+        await route.handle(scope, receive, send)

@@ -167,6 +167,8 @@ def parse_json(raw: bytes) -> Any:
             raise bad_body(UNPARSEABLE) from None
     if not isinstance(doc, dict | list):
         raise bad_body(UNPARSEABLE)
+    if raw.count(b"{") + raw.count(b"[") <= MAX_JSON_DEPTH:
+        return doc  # fewer openings than the limit (counted in C): it cannot nest deeper
     return check_depth(doc)
 
 
