@@ -929,15 +929,22 @@ class FileLog:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while part.durable_end <= offset and self._started:
-            fut = loop.create_future()
-            part.waiters.append(fut)
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 break
+            fut = loop.create_future()
+            part.waiters.append(fut)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel of the caller
+            # that lands in the loop turn the future completes in (a runner's stop then hangs).
             try:
-                await asyncio.wait_for(fut, remaining)
+                async with asyncio.timeout(remaining):
+                    await fut
             except TimeoutError:
                 break
+            finally:
+                if fut.cancelled():  # timed out or cancelled: do not keep it to the next append
+                    with contextlib.suppress(ValueError):
+                        part.waiters.remove(fut)
         return part.durable_end
 
     async def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]:

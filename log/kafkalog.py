@@ -612,7 +612,7 @@ class KafkaLog:
         except kerr.KafkaError as exc:
             raise LogError(f"read from partition {part.tp.partition} failed: {exc!r}") from exc
         finally:
-            if part.consumer is consumer and self._started:
+            if consumer is not None and part.consumer is consumer and self._started:
                 consumer.pause(part.tp)
         highwater = consumer.highwater(part.tp)
         if highwater is not None:

@@ -91,7 +91,8 @@ def _bench_http(args: argparse.Namespace) -> int:
 def _bench_compare(args: argparse.Namespace) -> int:
     from ops.bench.compare import main
 
-    main(seconds=args.seconds)
+    main(seconds=args.seconds, rounds=args.rounds, workers=args.workers,
+         load=not args.no_load, servers=tuple(args.servers.split(",")))
     return 0
 
 
@@ -132,6 +133,22 @@ def _bench_core(args: argparse.Namespace) -> int:
     from ops.bench.core import main
 
     main(commands=args.commands, partitions=args.partitions)
+    return 0
+
+
+def _bench_history(args: argparse.Namespace) -> int:
+    from ops.bench.history import main
+    from projections.rules.versions import LATEST
+
+    main(commands=args.commands, rules=args.rules or LATEST, stepped=not args.no_work_count)
+    return 0
+
+
+def _bench_bounded(args: argparse.Namespace) -> int:
+    from ops.bench.bounded import main
+
+    main(tree=args.tree, purge_n=args.purge, delayed_n=args.delayed, cycle_n=args.cycle,
+         cycles=args.cycles)
     return 0
 
 
@@ -225,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--partitions", type=int, default=None,
                        help="partitions of a new log (default 16; an existing log keeps its "
                             "own count)")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="HTTP front processes beside the one process that owns the log "
+                            "and the store (default MARCONI_WORKERS or 0: one per core; 1: "
+                            "everything in one process)")
     serve.set_defaults(func=_serve)
 
     node = add("node", help="serve the API as one node of a Kafka-backed cluster",
@@ -336,6 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
     bhttp.set_defaults(func=_bench_http)
     bcmp = bench_add("compare", help="marconi serve vs upstream Zaqar, same load")
     bcmp.add_argument("--seconds", type=float, default=10.0, help="length of each run")
+    bcmp.add_argument("--rounds", type=int, default=1,
+                      help="alternate the servers this many times; medians are printed")
+    bcmp.add_argument("--workers", type=int, default=None,
+                      help="marconi serve --workers (default: serve's own default)")
+    bcmp.add_argument("--no-load", action="store_true",
+                      help="skip the Python load generator (client-bound) phase")
+    bcmp.add_argument("--servers", default="marconi,zaqar",
+                      help="which servers, comma-separated (marconi, zaqar)")
     bcmp.set_defaults(func=_bench_compare)
     brep = bench_add("replay", help="audit a long queue history: time, memory")
     brep.add_argument("--commands", type=int, default=100_000,
@@ -381,6 +410,24 @@ def build_parser() -> argparse.ArgumentParser:
     bcore.add_argument("--commands", type=int, default=50_000, help="commands folded")
     bcore.add_argument("--partitions", type=int, default=4, help="partitions of the log")
     bcore.set_defaults(func=_bench_core)
+    bhist = bench_add(
+        "history", help="apply/rebuild rate when the same history spans 1 min, 1 h, 24 h")
+    bhist.add_argument("--commands", type=int, default=30_000,
+                       help="commands in each history (the same workload in every row)")
+    bhist.add_argument("--rules", type=int, default=None,
+                       help="rules version to fold under (default: the latest; 1: original)")
+    bhist.add_argument("--no-work-count", action="store_true",
+                       help="skip counting keys stepped per record (a slower in-memory fold)")
+    bhist.set_defaults(func=_bench_history)
+    bbnd = bench_add(
+        "bounded", help="HTTP: read during a big purge, claim on a delayed queue, RSS cycles")
+    bbnd.add_argument("--tree", default=None,
+                      help="run the server from this checkout (to measure a 'before')")
+    bbnd.add_argument("--purge", type=int, default=100_000, help="messages to purge")
+    bbnd.add_argument("--delayed", type=int, default=50_000, help="delayed messages")
+    bbnd.add_argument("--cycle", type=int, default=30_000, help="messages per post/purge cycle")
+    bbnd.add_argument("--cycles", type=int, default=6, help="post/purge cycles for the RSS")
+    bbnd.set_defaults(func=_bench_bounded)
     bfuzz = bench_add(
         "fuzz", help="schemathesis from /v2/openapi.json: counts of requests, 5xx, bad 4xx")
     bfuzz.add_argument("url", nargs="?", default=None,

@@ -126,7 +126,7 @@ async def run_node(settings: Settings, options: ClusterOptions,
     kafka = await open_log(options, settings.partitions, f"marconi-{settings.port}",
                            KEEP_FOREVER if retention is None else retention)
     try:
-        store = RocksStore(str(data / "store"))
+        store = RocksStore(str(data / "store"), memory_mb=settings.store_memory_mb)
     except StoreLockedError:
         await kafka.stop()
         raise

@@ -15,8 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
+import math
+import os
+import pickle
 import shutil
 import signal
 import socket
@@ -25,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
@@ -33,6 +38,7 @@ from log import Log, LogError
 from log.filelog import FileLog
 from ops import admin
 from ops.admin import log_dir, snapshot_dir, store_dir
+from ops.core import CoreServer
 from ops.historyproc import ProcessHistory
 from ops.settings import Settings, SettingsError, load_settings
 from ops.snapshot import write_snapshot
@@ -75,6 +81,36 @@ def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(address)
         sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        reason = ("the address is already in use (is another server running? choose "
+                  "another --port)" if exc.errno == errno.EADDRINUSE
+                  else exc.strerror or str(exc))
+        raise ListenError(f"cannot listen on {host}:{port}: {reason}") from exc
+    sock.set_inheritable(False)
+    return sock
+
+
+def reserve(host: str, port: int) -> socket.socket:
+    """``host:port`` bound (not listening) with ``SO_REUSEPORT``: the fronts' listeners join
+    it, and a port another program holds is one clear line before anything starts."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        # First without SO_REUSEPORT: that fails if anyone holds the port, even another
+        # server's fronts (which would otherwise share it with ours).
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+            address = probe.getsockname()  # port 0: the one the kernel chose
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
     except OSError as exc:
         sock.close()
         reason = ("the address is already in use (is another server running? choose "
@@ -149,7 +185,7 @@ class EmbeddedNode:
                       snapshots=snapshotter(self.settings, self.log, self.data))
 
     async def start(self) -> Starlette:
-        self.store = RocksStore(store_dir(self.data))
+        self.store = RocksStore(store_dir(self.data), memory_mb=self.settings.store_memory_mb)
         self.runner = self._runner(self.store)
         await self.runner.start()
         await self.log.refresh()
@@ -212,7 +248,7 @@ class EmbeddedNode:
         assert self.app is not None and self.status is not None
         assert self.runner is not None and self.store is not None
         started = time.perf_counter()
-        store = RocksStore(path)
+        store = RocksStore(path, memory_mb=self.settings.store_memory_mb)
         runner = self._runner(store)
         try:
             before = {p: queries.partition_state(store, p)["offset"]
@@ -259,7 +295,12 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    listener = listen(settings.host, settings.port)
+    workers = settings.workers or os.cpu_count() or 1
+    reservation: socket.socket | None = None
+    if workers == 1:
+        listener = listen(settings.host, settings.port)
+    else:  # fronts share the port with SO_REUSEPORT; this bound socket keeps it ours
+        listener = reservation = reserve(settings.host, settings.port)
     try:
         data, partitions = prepare(settings, explicit_partitions)
         log = FileLog(log_dir(data), partitions, segment_bytes=settings.log_segment_bytes,
@@ -279,9 +320,12 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
                     log.partitions)
         assert node.runner is not None
         summary = loop.create_task(log_caught_up(node.runner), name="caught-up")
-        print(f"marconi: listening on {url}", flush=True)
-        await hypercorn_serve(app, hypercorn_config(settings, listener),  # type: ignore[arg-type]
-                              shutdown_trigger=stop.wait)
+        if workers == 1:
+            print(f"marconi: listening on {url}", flush=True)
+            await hypercorn_serve(app, hypercorn_config(settings, listener),  # type: ignore[arg-type]
+                                  shutdown_trigger=stop.wait)
+        else:
+            await serve_fronts(app, settings, data, log.partitions, workers, stop, url)
         logger.info("shutting down: in-flight requests done")
     finally:
         for task in (watcher, summary):
@@ -291,10 +335,93 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
                     await task
         await node.stop()
         await log.stop()
+        if reservation is not None:
+            reservation.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     logger.info("stopped cleanly")
     return 0
+
+
+FRONT_START_S = 60.0
+
+
+def front_settings(settings: Settings, workers: int) -> Settings:
+    """A front's settings: each front limits its share of the per-project request rate
+    (the kernel spreads connections evenly over the fronts, so the sum is about the rate)."""
+    if settings.rate_limit <= 0:
+        return settings
+    burst = settings.rate_burst or max(1, math.ceil(2 * settings.rate_limit))
+    return dataclasses.replace(settings, rate_limit=settings.rate_limit / workers,
+                               rate_burst=max(1, math.ceil(burst / workers)))
+
+
+def _front_command(settings: Settings, data: Path, partitions: int) -> list[str]:
+    settings_file = data / "front-settings.pickle"
+    settings_file.touch(mode=0o600)
+    settings_file.write_bytes(pickle.dumps(settings))
+    return [sys.executable, "-m", "ops.front", "--core", str(data / "core.sock"),
+            "--partitions", str(partitions), "--settings", str(settings_file),
+            "--log-level", logging.getLevelName(logging.getLogger().getEffectiveLevel())]
+
+
+async def serve_fronts(app: Starlette, settings: Settings, data: Path, partitions: int,
+                       workers: int, stop: asyncio.Event, url: str) -> None:
+    """``--workers N``: this process is the core (log, runner, store, ``ops/core.py``) and N
+    front processes (``ops/front.py``) serve HTTP; a front that dies is started again."""
+    core = CoreServer(app, data / "core.sock")
+    await core.start()
+    command = _front_command(front_settings(settings, workers), data, partitions)
+    fronts: dict[int, asyncio.subprocess.Process] = {}
+
+    async def start(slot: int) -> None:
+        fronts[slot] = await asyncio.create_subprocess_exec(*command, cwd=Path.cwd(),
+                                                            stdin=asyncio.subprocess.DEVNULL)
+
+    async def keep(slot: int) -> None:
+        while True:
+            code = await fronts[slot].wait()
+            if stop.is_set():
+                return
+            logger.warning("front %d (pid %d) exited with %s; starting it again", slot,
+                           fronts[slot].pid, code)
+            await asyncio.sleep(0.1)
+            await start(slot)
+
+    keepers: list[asyncio.Task[None]] = []
+    try:
+        for slot in range(workers):
+            await start(slot)
+            keepers.append(asyncio.get_running_loop().create_task(keep(slot)))
+        deadline = time.monotonic() + FRONT_START_S
+        while core.fronts < workers:
+            if time.monotonic() > deadline:
+                raise OSError(f"the front processes did not start in {FRONT_START_S:g} s")
+            core.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await core.changed.wait()
+        logger.info("%d front processes, pids %s", workers,
+                    " ".join(str(p.pid) for p in fronts.values()))
+        print(f"marconi: listening on {url}", flush=True)
+        await stop.wait()
+    finally:
+        stop.set()
+        for task in keepers:  # first, so that none starts a front while they stop
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for front in fronts.values():
+            if front.returncode is None:
+                front.send_signal(signal.SIGTERM)
+        for front in fronts.values():
+            try:
+                async with asyncio.timeout(settings.graceful_timeout + 5):
+                    await front.wait()
+            except TimeoutError:
+                front.kill()
+                await front.wait()
+        await core.stop()
 
 
 async def log_caught_up(runner: Runner, interval: float = 0.05) -> None:
@@ -312,6 +439,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config, data=args.data, host=args.host, port=args.port,
                                  partitions=args.partitions,
+                                 workers=getattr(args, "workers", None),
                                  log_format=getattr(args, "log_format", None))
     except SettingsError as exc:
         print(f"marconi: {exc}", file=sys.stderr)
@@ -320,7 +448,8 @@ def serve(args: argparse.Namespace) -> int:
 
     configure(getattr(args, "log_level", "INFO"), settings.log_format)
     try:
-        return asyncio.run(run(settings, explicit_partitions=args.partitions is not None))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(run(settings, explicit_partitions=args.partitions is not None))
     except (LogError, StoreLockedError, StoreMismatchError, SnapshotError, OSError) as exc:
         print(f"marconi: cannot serve: {exc}", file=sys.stderr)
         return 1

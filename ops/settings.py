@@ -78,10 +78,12 @@ class Settings:
     port: int = 8888
     data: str = "./data"
     partitions: int = 16
+    workers: int = 0  # serve: HTTP front processes (0: one per core; 1: one process, no core)
     request_timeout: float = 10.0  # seconds a request waits for the log or the projection
     graceful_timeout: float = 5.0  # seconds in-flight requests get on shutdown
     log_format: str = "text"  # "text" or "json" (one object per line, with request ids)
     access_log: bool = False  # one INFO line per request (logger marconi.access)
+    store_memory_mb: int = 64  # RocksDB memtable and block cache, each (the store's RSS bound)
     # API versions served: "1" (v1.0), "1.1", "2"; one left out answers 404 and leaves GET /
     enable_api_versions: tuple[str, ...] = API_VERSIONS
 
@@ -165,6 +167,10 @@ class Settings:
                                 f"valid are {list(API_VERSIONS)}")
         if self.partitions <= 0:
             raise SettingsError("partitions must be positive")
+        if self.store_memory_mb < 1:
+            raise SettingsError("store_memory_mb must be at least 1")
+        if self.workers < 0:
+            raise SettingsError("workers must be 0 (one per core) or more")
         for token, grant in self.tokens.items():
             if not grant.project and not grant.any_project:
                 raise SettingsError(

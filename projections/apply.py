@@ -33,6 +33,7 @@ from projections.commands import (
     PostMessages,
     PurgeQueue,
     ReleaseClaim,
+    SetRules,
     Sweep,
     UpdateClaim,
     UpdateQueue,
@@ -40,7 +41,7 @@ from projections.commands import (
     decode,
 )
 from projections.overlay import Overlay
-from projections.rules import claims, messages, queues, subscriptions, upkeep
+from projections.rules import claims, messages, queues, subscriptions, upkeep, versions
 from projections.rules.state import (
     MAX_SECONDS,
     Changes,
@@ -60,6 +61,18 @@ OUTCOME_WINDOW_MS = 10 * 60 * 1000  # how long outcomes (and so de-duplication) 
 PRUNE_PER_RECORD = 64  # outcomes pruned per record when due; more than a record adds
 
 Handler = Callable[[Overlay, Any, Context, dict[str, Any]], Outcome]
+
+
+def set_rules(tx: Overlay, cmd: SetRules, ctx: Context, meta: dict[str, Any]) -> Outcome:
+    """Switch the partition's rules version from the next record on (``rules.versions``)."""
+    if cmd.version not in versions.VERSIONS:
+        raise versions.RulesTooNewError(
+            f"partition {ctx.partition} switches to rules version {cmd.version} at offset "
+            f"{ctx.offset}; this code knows versions up to {versions.LATEST}: upgrade it")
+    if cmd.version < ctx.rules:
+        raise Rejected("invalid", f"rules version {ctx.rules} is in force; never go back")
+    meta["rules"] = cmd.version
+    return {"rules": cmd.version}
 
 # Where each command's rule lives.
 HANDLERS: dict[type[Command], Handler] = {
@@ -81,6 +94,7 @@ HANDLERS: dict[type[Command], Handler] = {
     Sweep: upkeep.sweep,
     ImportDeadLetters: upkeep.import_dead_letters,
     OutboxDone: upkeep.outbox_done,
+    SetRules: set_rules,
 }
 
 
@@ -109,7 +123,7 @@ def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> None:
         return
     now = max(cmd.time_ms, meta["time"])
     meta["time"] = now
-    ctx = Context(partition, offset, now)
+    ctx = Context(partition, offset, now, versions.in_force(meta))
     outcome_key = K.outcome(partition, cmd.id)
     if cmd.id and tx.get(outcome_key) is not None:
         tx.put(K.meta(partition), dumps(meta))  # a retry landed twice: keep first outcome
@@ -123,6 +137,9 @@ def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> None:
     except Rejected as rejected:
         tx.rollback()  # a refusal changes nothing but is recorded
         outcome = {"error": rejected.error, "description": rejected.description}
+    except versions.RulesTooNewError:
+        tx.rollback()
+        raise  # never quarantined: newer code folds this record; this code must stop
     except Exception as exc:
         tx.rollback()
         _quarantine(tx, partition, offset, record, f"apply: {type(exc).__name__}: {exc}", meta)
@@ -131,7 +148,10 @@ def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> None:
         tx.put(outcome_key, dumps(outcome))
         tx.put(K.outcome_expiry(partition, now, cmd.id), b"")
     if now >= meta.get("prune", 0):
-        meta["prune"] = _prune_outcomes(tx, partition, now)
+        if ctx.rules >= versions.BOUNDED or versions.in_force(meta) >= versions.BOUNDED:
+            meta["prune"] = _prune_outcomes_from_cursor(tx, partition, now, meta)
+        else:
+            meta["prune"] = _prune_outcomes(tx, partition, now)
     tx.put(K.meta(partition), dumps(meta))
 
 
@@ -160,6 +180,32 @@ def _prune_outcomes(tx: Overlay, partition: int, now: int) -> int:
         tx.delete(K.outcome(partition, key[len(prefix) + 8 :].decode()))
         pruned += 1
     return now + OUTCOME_WINDOW_MS
+
+
+def _prune_outcomes_from_cursor(tx: Overlay, partition: int, now: int,
+                                meta: dict[str, Any]) -> int:
+    """``_prune_outcomes`` from the last key it consumed (rules >= 2), so no record walks the
+    tombstones earlier prunes left (RocksDB keeps them until compaction: quadratic before)."""
+    prefix = K.kind_prefix(partition, K.OUTEXP)
+    before = now - OUTCOME_WINDOW_MS
+    pruned = 0
+    last = None
+    due = now + OUTCOME_WINDOW_MS
+    for key, _ in tx.scan(prefix + bytes.fromhex(meta.get("po", "")), K.prefix_end(prefix)):
+        stamped = K.U64.unpack_from(key, len(prefix))[0]
+        if stamped > before:
+            due = stamped + OUTCOME_WINDOW_MS
+            break
+        if pruned >= PRUNE_PER_RECORD:
+            due = now  # more are due: go on with the next record
+            break
+        tx.delete(key)
+        tx.delete(K.outcome(partition, key[len(prefix) + 8 :].decode()))
+        pruned += 1
+        last = key
+    if last is not None:
+        meta["po"] = last[len(prefix):].hex()
+    return due
 
 
 def apply(tx: Overlay, cmd: Command, ctx: Context, meta: dict[str, Any]) -> Outcome:

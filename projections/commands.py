@@ -192,24 +192,47 @@ class OutboxDone(Command):
     origin_offset: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetRules(Command):
+    """From this record on, the partition folds under rules ``version`` (DESIGN §7).
+
+    Appended by the partition's owner; see ``projections.rules.versions``.
+    """
+
+    TAG: ClassVar[str] = "rules.set"
+    version: int
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
     cls.TAG: cls
     for cls in (
         CreateQueue, UpdateQueue, DeleteQueue, PurgeQueue, PostMessages, DeleteMessage,
         DeleteMessages, PopMessages, CreateClaim, UpdateClaim, ReleaseClaim,
         CreateSubscription, UpdateSubscription, DeleteSubscription, ConfirmSubscription,
-        Sweep, ImportDeadLetters, OutboxDone,
+        Sweep, ImportDeadLetters, OutboxDone, SetRules,
     )
 }
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def _plain(cmd: Command) -> dict[str, Any]:
+    """The command as a dict (field names cached per class: ``dataclasses.asdict`` deep-copies
+    every value, which was the larger part of encoding a post)."""
     out: dict[str, Any] = {"v": VERSION, "t": cmd.TAG}
-    for f in dataclasses.fields(cmd):
-        value = getattr(cmd, f.name)
-        if f.name == "messages" and isinstance(cmd, PostMessages):
-            value = [dataclasses.asdict(m) for m in value]
-        out[f.name] = value
+    for name in _names(type(cmd)):
+        out[name] = getattr(cmd, name)
+    if isinstance(cmd, PostMessages):
+        fields = _names(NewMessage)
+        out["messages"] = [{n: getattr(m, n) for n in fields} for m in cmd.messages]
     return out
 
 

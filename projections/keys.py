@@ -21,6 +21,7 @@ MSGID = 0x21
 FREE = 0x22
 QEXP = 0x23
 PEXP = 0x24
+DELAYED = 0x25  # rules >= 2: delayed messages by eligibility time, moved to FREE when due
 CLAIM = 0x30
 QCLEXP = 0x31
 PCLEXP = 0x32
@@ -32,10 +33,11 @@ OUTEXP = 0x51
 OUTBOX = 0x60
 HWM = 0x61
 GARBAGE = 0x70
+GCQ = 0x71  # rules >= 2: incarnations to collect, in the order they were dropped
 QUARANTINE = 0x7F
 
 # The kinds living under one queue incarnation: what deleting a queue must collect.
-INCARNATION_KINDS = (MSG, MSGID, FREE, QEXP, CLAIM, QCLEXP)
+INCARNATION_KINDS = (MSG, MSGID, FREE, QEXP, CLAIM, QCLEXP, DELAYED)
 
 
 def u64(n: int) -> bytes:

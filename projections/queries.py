@@ -85,7 +85,10 @@ def stats(view: View, partition: int, project: str, name: str, now: int) -> dict
         return {"claimed": 0, "free": 0, "total": 0}
     inc = q["inc"]
     expired_prefix = K.scope(partition, K.QEXP, project, name, inc)
-    expired = sum(1 for _ in view.scan(expired_prefix, expired_prefix + K.u64(now + 1)))
+    # Everything before the partition's message-expiry cursor is swept (rules >= 2): count
+    # the expired-but-not-swept from there, not over the tombstones of every earlier Sweep.
+    swept = _cursor(read_meta(view, partition), "sm")[:8]
+    expired = sum(1 for _ in view.scan(expired_prefix + swept, expired_prefix + K.u64(now + 1)))
     total = q["count"] - expired
     claims_prefix = K.scope(partition, K.QCLEXP, project, name, inc)
     msg_scope = K.scope(partition, K.MSG, project, name, inc)
@@ -109,30 +112,58 @@ def _first_visible(view: View, msg_scope: bytes, now: int, *, reverse: bool) -> 
     return None
 
 
-def list_messages(view: View, partition: int, project: str, name: str, now: int, *,
-                  marker: int | None, limit: int, client_id: str | None, echo: bool,
-                  include_claimed: bool, include_delayed: bool) -> list[Message]:
-    """A page in queue order after ``marker``, filled to ``limit`` unless the queue ends."""
+SKIP_CAP = 1000
+"""Entries a listing may step over (expired, claimed, delayed, with ``echo=false`` the
+caller's own) before it answers with what it found and a marker to go on from: the cost of a
+page is bounded by the page, not by the queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of messages and where the next one starts (None: the queue ended)."""
+
+    messages: list[Message]
+    marker: int | None  # the seq to list after: the last message's, or the last one stepped
+    capped: bool = False  # the skip cap ended the page before it filled
+
+
+def list_page(view: View, partition: int, project: str, name: str, now: int, *,
+              marker: int | None, limit: int, client_id: str | None, echo: bool,
+              include_claimed: bool, include_delayed: bool,
+              skip_cap: int | None = SKIP_CAP) -> Page:
+    """A page in queue order after ``marker``: filled to ``limit`` unless the queue ends or
+    ``skip_cap`` entries were stepped over (None: no cap, for tools that want everything)."""
     q = get_queue(view, partition, project, name)
     if q is None:
-        return []
+        return Page([], None)
     msg_scope = K.scope(partition, K.MSG, project, name, q["inc"])
     start = msg_scope if marker is None else msg_scope + K.u64(marker + 1)
     page: list[Message] = []
+    skipped = 0
     for key, raw in view.scan(start, K.prefix_end(msg_scope)):
         m = _loads(raw)
-        if m["e"] <= now:
+        seq = K.U64.unpack_from(key, len(msg_scope))[0]
+        if ((m["e"] <= now)
+                or (not include_claimed and m["k"] and m["ke"] > now)
+                or (not include_delayed and m["d"] > now)
+                or (not echo and client_id is not None and m["cl"] == client_id)):
+            skipped += 1
+            if skip_cap is not None and skipped >= skip_cap:
+                return Page(page, seq, capped=True)
             continue
-        if not include_claimed and m["k"] and m["ke"] > now:
-            continue
-        if not include_delayed and m["d"] > now:
-            continue
-        if not echo and client_id is not None and m["cl"] == client_id:
-            continue
-        page.append(_message(raw, K.U64.unpack_from(key, len(msg_scope))[0], now))
+        page.append(_message(raw, seq, now))
         if len(page) >= limit:
             break
-    return page
+    return Page(page, page[-1].seq if page else None)
+
+
+def list_messages(view: View, partition: int, project: str, name: str, now: int, *,
+                  marker: int | None, limit: int, client_id: str | None, echo: bool,
+                  include_claimed: bool, include_delayed: bool) -> list[Message]:
+    """The messages of ``list_page`` with no skip cap (audit state, tests)."""
+    return list_page(view, partition, project, name, now, marker=marker, limit=limit,
+                     client_id=client_id, echo=echo, include_claimed=include_claimed,
+                     include_delayed=include_delayed, skip_cap=None).messages
 
 
 def get_message(view: View, partition: int, project: str, name: str, message_id: str,
@@ -229,11 +260,31 @@ def quarantined(view: View, partition: int) -> list[tuple[int, dict[str, Any]]]:
             for key, raw in view.scan(prefix, K.prefix_end(prefix))]
 
 
+SWEEP_LAG_MS = 60_000  # rules >= 2: sweep at least this often, to move the expiry cursors
+
+
+def _cursor(meta: dict[str, Any], field: str) -> bytes:
+    return bytes.fromhex(meta.get(field, ""))
+
+
 def sweep_due(view: View, partition: int, cutoff: int) -> bool:
-    """Whether a Sweep at ``cutoff`` would remove anything (so idle partitions append none)."""
-    for kind in (K.PEXP, K.PCLEXP, K.PSUBEXP):
+    """Whether a Sweep at ``cutoff`` would remove anything (so idle partitions append none).
+
+    Each index is read from the cursor the last Sweep left (rules >= 2), never from its
+    head: the head is where every earlier Sweep left its tombstones. A Sweep is also due
+    when the cursors lag ``SWEEP_LAG_MS`` behind, so the tombstones of messages deleted
+    before they expired are passed once, not walked by every check.
+    """
+    meta = read_meta(view, partition)
+    for kind, field in ((K.PEXP, "sm"), (K.PCLEXP, "sc"), (K.PSUBEXP, "ss")):
         prefix = K.kind_prefix(partition, kind)
-        for _ in view.scan(prefix, prefix + K.u64(cutoff + 1)):
+        start = _cursor(meta, field)
+        if field in meta and K.U64.unpack_from(start)[0] + SWEEP_LAG_MS < cutoff:
             return True
+        for _ in view.scan(prefix + start, prefix + K.u64(cutoff + 1)):
+            return True
+    prefix = K.kind_prefix(partition, K.GCQ)
+    for _ in view.scan(prefix + _cursor(meta, "gq"), K.prefix_end(prefix)):
+        return True
     prefix = K.kind_prefix(partition, K.GARBAGE)
     return any(True for _ in view.scan(prefix, K.prefix_end(prefix)))

@@ -31,8 +31,9 @@ from log import Log, partition_for
 from projections import keys as K
 from projections import queries
 from projections.apply import apply_into
-from projections.commands import ImportDeadLetters, OutboxDone, Sweep, encode
+from projections.commands import ImportDeadLetters, OutboxDone, SetRules, Sweep, encode
 from projections.overlay import Overlay
+from projections.rules import versions
 from projections.snapshots import SnapshotStore, Snapshotter, log_start, prepare
 from projections.store import View, ViewStore
 
@@ -145,6 +146,7 @@ class Runner:
         sweep_max: int = 1000,
         clock: Callable[[], int] = wall_ms,
         ids: Callable[[], str] = new_id,
+        rules_version: int | None = versions.LATEST,
         snapshots: Snapshotter | None = None,
     ) -> None:
         self._log = log
@@ -156,6 +158,8 @@ class Runner:
         self._sweep_max = sweep_max
         self._clock = clock
         self._ids = ids
+        self._rules_version = rules_version  # None: never switch rules (an older fleet)
+        self._last_sweep = ""
         self._snap = snapshots  # the snapshot duty (DESIGN.md §8), None: no snapshots
         self._applied: dict[int, int] = {}
         self._waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
@@ -164,6 +168,7 @@ class Runner:
         self._part_tasks: dict[int, list[asyncio.Task[None]]] = {}
         self._ready: set[int] = set()
         self._ready_events: dict[int, asyncio.Event] = {}
+        self._caught_up: dict[int, asyncio.Event] = {}
         self._started = False
         self._failed: BaseException | None = None
 
@@ -274,10 +279,12 @@ class Runner:
         self._outbox_wake[p] = asyncio.Event()
         self._outbox_wake[p].set()
         ready = self._ready_events[p] = asyncio.Event()
+        caught_up = self._caught_up[p] = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._part_tasks[p] = [
             loop.create_task(self._run_partition(p, checked, previous), name=f"tail-{p}"),
             loop.create_task(self._send_outbox_when(p, ready), name=f"outbox-{p}"),
+            loop.create_task(self._upgrade_rules_when(p, caught_up), name=f"rules-{p}"),
         ]
 
     async def _run_partition(self, p: int, checked: bool,
@@ -304,6 +311,11 @@ class Runner:
         await self._tail(p, catch_up=target)
 
     def _mark_ready(self, p: int) -> None:
+        if p in self._owned and not self._caught_up[p].is_set():
+            self._caught_up[p].set()  # the rules duty switches rules first, then calls again
+            if self._rules_version is not None and versions.in_force(
+                    queries.partition_state(self._store, p)) < self._rules_version:
+                return
         if p in self._owned:
             self._ready.add(p)
             self._ready_events[p].set()
@@ -312,6 +324,12 @@ class Runner:
     async def _send_outbox_when(self, p: int, ready: asyncio.Event) -> None:
         await ready.wait()  # an owner sends its outbox only once caught up (§7)
         await self._send_outbox(p)
+
+    async def settled(self, timeout: float | None = 30) -> None:
+        """Wait until every owned partition is ready (caught up, on its rules): tests and
+        tools that count records start from here."""
+        await asyncio.wait_for(asyncio.gather(
+            *(self._ready_events[p].wait() for p in list(self._owned))), timeout)
 
     # -- barrier -------------------------------------------------------------------------
 
@@ -325,7 +343,8 @@ class Runner:
             raise RuntimeError(f"projection runner failed: {self._failed!r}")
         fut = asyncio.get_running_loop().create_future()
         self._waiters[partition].append((offset, fut))
-        await asyncio.wait_for(fut, timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: 3.11's can swallow a cancel
+            await fut
 
     async def barrier(self, partition: int, timeout: float | None = None) -> None:
         """Wait until everything in the log now is applied (a linearizable read, §2.6)."""
@@ -413,9 +432,20 @@ class Runner:
             await asyncio.sleep(self._sweep_interval)
             for p in [p for p in self._owned if p in self._ready]:
                 try:
-                    await self.sweep(p)
+                    await self._sweep_backlog(p)
                 except Exception:  # an append can fail transiently; try next round
                     logger.exception("partition %d: sweep failed", p)
+
+    async def _sweep_backlog(self, partition: int, rounds: int = 100) -> None:
+        """Sweep again at once while a slice came back full (expiry catch-up, GC of a big
+        queue): each Sweep is bounded, the backlog goes in a few of them, not in one."""
+        for _ in range(rounds):
+            if not await self.sweep(partition):
+                return
+            out = queries.outcome(self._store, partition, self._last_sweep) or {}
+            if max((v for v in out.values() if isinstance(v, int)), default=0) < self._sweep_max:
+                return
+            await asyncio.sleep(0)
 
     async def sweep(self, partition: int) -> bool:
         """Append a Sweep if something in the partition is due; returns whether it did."""
@@ -423,8 +453,35 @@ class Runner:
         if not queries.sweep_due(self._store, partition, now):
             return False
         cmd = Sweep(id=self._ids(), time_ms=now, cutoff_ms=now, max_count=self._sweep_max)
+        self._last_sweep = cmd.id
         (offset,) = await self._log.append(partition, [encode(cmd)])
         await self.applied(partition, offset)
+        return True
+
+    async def _upgrade_rules_when(self, p: int, caught_up: asyncio.Event) -> None:
+        """Once caught up, switch to the configured rules, then take requests (ready)."""
+        await caught_up.wait()  # only a caught-up owner knows the version in force
+        try:
+            await self.upgrade_rules(p)
+        except Exception:  # serve under the rules in force; the next owner start tries again
+            logger.exception("partition %d: cannot switch rules", p)
+        self._mark_ready(p)
+
+    async def upgrade_rules(self, partition: int) -> bool:
+        """Append ``SetRules`` if the partition folds under older rules than configured.
+
+        A second performer is harmless: the later record finds the version in force.
+        """
+        target = self._rules_version
+        current = versions.in_force(queries.partition_state(self._store, partition))
+        if target is None or current >= target:
+            return False
+        cmd = SetRules(id=self._ids(), time_ms=self._now(partition), version=target)
+        # Shielded: this duty starts with the runner, and a stop right after start must not
+        # cancel an append midway (a second SetRules later is harmless, a torn commit is not).
+        (offset,) = await asyncio.shield(self._log.append(partition, [encode(cmd)]))
+        await self.applied(partition, offset)
+        logger.info("partition %d: rules version %d from offset %d", partition, target, offset)
         return True
 
     async def _send_outbox(self, partition: int) -> None:

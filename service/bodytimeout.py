@@ -7,7 +7,6 @@ seconds resets; the wiring sets that too, as a guard for connections that go sil
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from service.errors import error_response
@@ -36,7 +35,7 @@ class BodyTimeout:
         if scope["type"] != "http" or self.seconds <= 0:
             await self.app(scope, receive, send)
             return
-        deadline = time.monotonic() + self.seconds
+        deadline = asyncio.get_running_loop().time() + self.seconds
         complete = False
         started = False
 
@@ -44,9 +43,10 @@ class BodyTimeout:
             nonlocal complete
             if complete:
                 return await receive()
-            remaining = deadline - time.monotonic()
+            # asyncio.timeout, not wait_for: no extra task per receive on the hot path
             try:
-                message = await asyncio.wait_for(receive(), max(remaining, 0.001))
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 raise _BodyTimedOut from None
             if message["type"] != "http.request" or not message.get("more_body", False):

@@ -3,7 +3,7 @@ middleware learned (project, client id, roles, the queue name)."""
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import TYPE_CHECKING, TypeVar
 
 from starlette.requests import Request
@@ -39,9 +39,35 @@ def queue_name(request: Request) -> str:
     return str(request.path_params["queue_name"])
 
 
+_RANDOM = bytearray()
+
+
+def random16() -> bytearray:
+    """16 bytes from ``os.urandom``, drawn 4 KiB at a time (one syscall per 256 ids)."""
+    global _RANDOM
+    if len(_RANDOM) < 16:
+        _RANDOM = bytearray(os.urandom(4096))
+    out = _RANDOM[-16:]
+    del _RANDOM[-16:]
+    return out
+
+
+def _forget_random() -> None:
+    _RANDOM.clear()  # a forked child must never reuse its parent's unread random bytes
+
+
+os.register_at_fork(after_in_child=_forget_random)
+
+
 def new_id() -> str:
-    """Ids of commands, messages, claims and subscriptions: 32 hex chars (DESIGN §2.2)."""
-    return uuid.uuid4().hex
+    """Ids of commands, messages, claims and subscriptions: 32 hex chars (DESIGN §2.2).
+
+    The hex of a version-4 UUID, made from random bytes without a ``uuid.UUID`` object
+    (three of these per message post)."""
+    b = random16()
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    return b.hex()
 
 
 def require_role(request: Request, role: str) -> None:

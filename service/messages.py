@@ -98,10 +98,12 @@ async def get_messages(request: Request) -> Response:
 
 
 async def list_page(request: Request, *, limit: int, marker_text: str | None,
-                    flags: dict[str, bool]) -> tuple[list[queries.Message], bool]:
+                    flags: dict[str, bool]) -> tuple[queries.Page, bool]:
     """A page of the request's queue after the marker (a malformed one: an empty page) with
     the ``echo``/``include_claimed``/``include_delayed`` flags, and whether the queue is an
-    ordinary one (then ``flags["include_delayed"]`` is forced true, §10.6)."""
+    ordinary one (then ``flags["include_delayed"]`` is forced true, §10.6). A page may come
+    back short, even empty, with a marker when it stepped over ``queries.SKIP_CAP`` entries
+    it may not show (bounded work): the next link goes on from there."""
     proj, queue = project(request), queue_name(request)
     view, partition, now = await gateway(request).view_for(proj, queue)
     stored = queries.queue_metadata(view, partition, proj, queue) or {}
@@ -109,12 +111,13 @@ async def list_page(request: Request, *, limit: int, marker_text: str | None,
     if forced:  # ordinary queues list everything (§10.6)
         flags["include_delayed"] = True
     marker = None if marker_text is None else parse_marker(marker_text)
-    page: list[queries.Message] = []
+    page = queries.Page([], None)
     if marker_text is None or marker is not None:
-        page = queries.list_messages(
+        page = queries.list_page(
             view, partition, proj, queue, now, marker=marker, limit=limit,
             client_id=client_id(request), echo=flags["echo"],
-            include_claimed=flags["include_claimed"], include_delayed=flags["include_delayed"])
+            include_claimed=flags["include_claimed"], include_delayed=flags["include_delayed"],
+            skip_cap=queries.SKIP_CAP)
     return page, forced
 
 
@@ -123,15 +126,15 @@ async def _list(request: Request, q: Query) -> Response:
     limit = messages_limit(q.int("limit", DEFAULT_LIMIT) or 0, s.max_messages_per_page)
     flags = {name: q.bool(name) for name in LIST_FLAGS}
     queue = queue_name(request)
-    page, forced = await list_page(request, limit=limit, marker_text=q.str("marker"),
-                                   flags=flags)
-    items = [render.message(queue, m, with_checksum=s.enable_checksum) for m in page]
+    found, forced = await list_page(request, limit=limit, marker_text=q.str("marker"),
+                                    flags=flags)
+    items = [render.message(queue, m, with_checksum=s.enable_checksum) for m in found.messages]
     links: list[dict[str, str]] = []
-    if items:
+    if found.marker is not None:
         params = [("limit", q.str("limit") or "")] if q.has("limit") else []
         params += [(name, render.bool_text(flags[name])) for name in LIST_FLAGS
                    if q.has(name) or (name == "include_delayed" and forced)]
-        params.append(("marker", str(page[-1].seq)))
+        params.append(("marker", str(found.marker)))
         links = render.next_link(f"/v2/queues/{queue}/messages", params)
     return JSONResponse({"messages": items, "links": links})
 

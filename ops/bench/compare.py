@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,20 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ops.bench import wrk_scripts
 from ops.bench.http import run as run_load
 from ops.bench.stats import percentile, table
 
 ROOT = Path(__file__).resolve().parents[2]
 ANCHORS = ROOT.parent / "shared" / "anchors" / "zaqar"
-CLIENT_ID = "3381af92-2b9e-11e3-b191-71861300734c"
-WRK_POST = f"""
-wrk.method = "POST"
-wrk.path = "/v2/queues/" .. os.getenv("WRK_QUEUE") .. "/messages"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Client-ID"] = "{CLIENT_ID}"
-wrk.headers["X-Project-ID"] = "marconi-bench"
-wrk.body = '{{"messages": [{{"ttl": 300, "body": {{"event": "single", "n": 1}}}}]}}'
-"""
+CLIENT_ID = wrk_scripts.CLIENT_ID
 
 
 def _cpu_seconds(root_pid: int) -> float:
@@ -83,8 +77,8 @@ def _wait_http(url: str, timeout: float = 60) -> None:
 
 
 def _wrk(url: str, path: str, seconds: float, connections: int, script: str | None,
-         queue: str) -> tuple[float, float, float]:
-    """(requests/s, p50 ms, p99 ms) of one wrk run."""
+         queue: str) -> tuple[float, float, float, str]:
+    """(requests/s, p50 ms, p99 ms, wrk's output) of one wrk run."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency",
            "-H", f"Client-ID: {CLIENT_ID}", "-H", "X-Project-ID: marconi-bench"]
     if script:
@@ -100,32 +94,52 @@ def _wrk(url: str, path: str, seconds: float, connections: int, script: str | No
         scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
         return float(m.group(1)) * scale
 
-    return rate, pct("50"), pct("99")
+    return rate, pct("50"), pct("99"), out
 
 
-def measure(url: str, pid: int, seconds: float) -> dict[str, float]:
-    """Every figure for one server."""
+def measure(url: str, pid: int, seconds: float, *, load: bool = True) -> dict[str, float]:
+    """Every figure for one server (a fresh queue each time)."""
     figures: dict[str, float] = {}
-    queue = f"wrk-{os.getpid()}-{int(time.time())}"
-    script = Path(tempfile.mkdtemp()) / "post.lua"
-    script.write_text(WRK_POST)
+    queue = f"wrk-{os.getpid()}-{time.time_ns()}"
+    scripts = Path(tempfile.mkdtemp())
+    for name, text in (("post1", wrk_scripts.post(1)), ("post10", wrk_scripts.post(10)),
+                       ("claim", wrk_scripts.CLAIM_DELETE)):
+        (scripts / f"{name}.lua").write_text(text)
 
-    def phase(name: str, work: Callable[[], None]) -> None:
+    def phase(name: str, work: Callable[[], int]) -> None:
         cpu = _cpu_seconds(pid)
-        work()
-        figures[f"{name} server CPU s"] = _cpu_seconds(pid) - cpu
+        requests = work()
+        used = _cpu_seconds(pid) - cpu
+        figures[f"{name} server CPU s"] = used
+        if requests:
+            figures[f"{name} server CPU-us/req"] = used / requests * 1e6
 
-    def post() -> None:
-        rate, p50, p99 = _wrk(url, "", seconds, 16, str(script), queue)
+    def post() -> int:
+        rate, p50, p99, _ = _wrk(url, "", seconds, 16, str(scripts / "post1.lua"), queue)
         figures.update({"wrk POST 1 msg req/s": rate, "wrk POST p50 ms": p50,
                         "wrk POST p99 ms": p99})
+        return int(rate * seconds)
 
-    def stats() -> None:
-        rate, p50, p99 = _wrk(url, f"/v2/queues/{queue}/stats", seconds, 16, None, queue)
+    def batched() -> int:
+        rate, _, p99, _ = _wrk(url, "", seconds, 16, str(scripts / "post10.lua"), queue)
+        figures.update({"wrk POST 10 msgs msg/s": rate * 10, "wrk POST 10 p99 ms": p99})
+        return int(rate * seconds)
+
+    def claim_delete() -> int:
+        rate, _, p99, out = _wrk(url, "", seconds, 16, str(scripts / "claim.lua"), queue)
+        m = re.search(r"claimed (\d+) deleted (\d+) claims (\d+)", out)
+        claimed, deleted = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+        figures.update({"wrk claim+delete msg/s": min(claimed, deleted) / seconds,
+                        "wrk claim+delete req/s": rate, "wrk claim+delete p99 ms": p99})
+        return int(rate * seconds)
+
+    def stats() -> int:
+        rate, p50, p99, _ = _wrk(url, f"/v2/queues/{queue}/stats", seconds, 16, None, queue)
         figures.update({"wrk GET stats req/s": rate, "wrk GET stats p50 ms": p50,
                         "wrk GET stats p99 ms": p99})
+        return int(rate * seconds)
 
-    def cycle() -> None:
+    def cycle() -> int:
         tally, elapsed = asyncio.run(run_load(url, producers=20, consumers=20, observers=2,
                                               seconds=seconds))
         figures["load: posted msg/s"] = tally.posted / elapsed
@@ -135,55 +149,78 @@ def measure(url: str, pid: int, seconds: float) -> dict[str, float]:
             figures[f"load: {kind} p50 ms"] = percentile(values, 50) * 1000
             figures[f"load: {kind} p99 ms"] = percentile(values, 99) * 1000
             figures[f"load: {kind} errors"] = tally.errors.get(kind, 0)
+        return 0
 
     phase("wrk POST", post)
+    phase("wrk POST 10", batched)  # also fills the queue the claim phase drains
+    phase("wrk claim+delete", claim_delete)
     phase("wrk GET stats", stats)
-    phase("load", cycle)
+    if load:
+        phase("load", cycle)
     return figures
 
 
-def start_marconi(port: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_marconi(port: int, workers: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
     data = tempfile.mkdtemp(prefix="marconi-compare-")
+    extra = [] if workers is None else ["--workers", str(workers)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "ops.cli", "--log-level", "WARNING", "serve", "--data", data,
-         "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "--port", str(port), *extra], cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
     return proc, data
 
 
-def main(seconds: float = 10.0, marconi_port: int = 8890, zaqar_port: int = 8889) -> None:
+def main(seconds: float = 10.0, marconi_port: int = 8890, zaqar_port: int = 8889, *,
+         rounds: int = 1, workers: int | None = None, load: bool = True,
+         servers: tuple[str, ...] = ("marconi", "zaqar")) -> None:
+    """Start both servers, then measure them in turn, ``rounds`` times; print medians."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
-    if not (ANCHORS / "start.sh").exists():
+    if "zaqar" in servers and not (ANCHORS / "start.sh").exists():
         raise SystemExit(f"no Zaqar anchor scripts at {ANCHORS}")
-    results: dict[str, dict[str, float]] = {}
-
-    proc, data = start_marconi(marconi_port)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+    targets: dict[str, tuple[str, int]] = {}
+    proc: subprocess.Popen[bytes] | None = None
+    data = ""
+    zaqar_started = False
     try:
-        url = f"http://127.0.0.1:{marconi_port}"
-        _wait_http(url)
-        print(f"measuring marconi serve (1 process) at {url} ...", flush=True)
-        results["marconi"] = measure(url, proc.pid, seconds)
+        if "marconi" in servers:
+            proc, data = start_marconi(marconi_port, workers)
+            targets["marconi"] = (f"http://127.0.0.1:{marconi_port}", proc.pid)
+        if "zaqar" in servers:
+            subprocess.run(["bash", str(ANCHORS / "setup.sh")], check=True,
+                           capture_output=True)
+            started = subprocess.run(
+                ["bash", str(ANCHORS / "start.sh"), str(zaqar_port), "gunicorn", "4"],
+                check=True, capture_output=True, text=True)
+            zaqar_started = True
+            targets["zaqar"] = (f"http://127.0.0.1:{zaqar_port}",
+                                int(started.stdout.strip().splitlines()[-1]))
+        for url, _ in targets.values():
+            _wait_http(url)
+        for n in range(rounds):
+            for name, (url, pid) in targets.items():
+                print(f"round {n + 1}/{rounds}: measuring {name} at {url} ...", flush=True)
+                runs[name].append(measure(url, pid, seconds, load=load))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        shutil.rmtree(data, ignore_errors=True)
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            shutil.rmtree(data, ignore_errors=True)
+        if zaqar_started:
+            subprocess.run(["bash", str(ANCHORS / "stop.sh"), str(zaqar_port)],
+                           capture_output=True)
 
-    subprocess.run(["bash", str(ANCHORS / "setup.sh")], check=True, capture_output=True)
-    started = subprocess.run(["bash", str(ANCHORS / "start.sh"), str(zaqar_port), "gunicorn", "4"],
-                             check=True, capture_output=True, text=True)
-    zaqar_pid = int(started.stdout.strip().splitlines()[-1])
-    try:
-        url = f"http://127.0.0.1:{zaqar_port}"
-        _wait_http(url)
-        print(f"measuring zaqar 23 on redis (gunicorn, 4 workers) at {url} ...", flush=True)
-        results["zaqar"] = measure(url, zaqar_pid, seconds)
-    finally:
-        subprocess.run(["bash", str(ANCHORS / "stop.sh"), str(zaqar_port)], capture_output=True)
-
+    results = {name: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
+               for name, rs in runs.items()}
+    first, *rest = servers
     rows = []
-    for key in results["marconi"]:
-        m, z = results["marconi"][key], results["zaqar"].get(key, float("nan"))
-        ratio = f"{m / z:.2f}" if z else "-"
+    for key in results[first]:
+        m = results[first][key]
+        z = results[rest[0]].get(key, float("nan")) if rest else float("nan")
+        ratio = f"{m / z:.2f}" if rest and z else "-"
         rows.append([key, f"{m:,.1f}", f"{z:,.1f}", ratio])
     print()
-    print(table(["figure", "marconi", "zaqar", "marconi/zaqar"], rows))
+    label = f"{first}/{rest[0]}" if rest else "-"
+    print(f"medians of {rounds} alternating round(s), {seconds:g} s per phase")
+    print(table(["figure", first, rest[0] if rest else "-", label], rows))

@@ -6,6 +6,8 @@ claim), so the primitives that keep both consistent live here, below both resour
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 from projections import keys as K
@@ -22,7 +24,10 @@ from projections.rules.state import (
     msg_key,
     scope,
 )
+from projections.rules.versions import BOUNDED
 from projections.store import View
+
+INLINE_EXPIRY = 100  # rules >= 2: at most this many expired messages or claims per command
 
 
 def put_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
@@ -58,6 +63,8 @@ def remove_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[s
     tx.delete(msg_key(ctx, project, name, q, seq))
     tx.delete(scope(ctx, K.MSGID, project, name, q) + msg["id"].encode())
     tx.delete(scope(ctx, K.FREE, project, name, q) + K.u64(seq))
+    if ctx.rules >= BOUNDED and msg["d"]:
+        tx.delete(delayed_key(ctx, project, name, q, msg["d"], seq))
     for key in expiry_keys(ctx, project, name, q["inc"], msg["e"], seq):
         tx.delete(key)
     q["count"] -= 1
@@ -90,8 +97,52 @@ def append_message(tx: Overlay, ctx: Context, meta: dict[str, Any], project: str
            "k": None, "ke": 0, "n": 0}
     put_message(tx, ctx, project, name, q, seq, msg, index=True)
     tx.put(scope(ctx, K.MSGID, project, name, q) + message_id.encode(), K.u64(seq))
-    tx.put(scope(ctx, K.FREE, project, name, q) + K.u64(seq), b"")
+    if ctx.rules >= BOUNDED and delay:
+        tx.put(delayed_key(ctx, project, name, q, msg["d"], seq), b"")  # free when due
+    else:
+        tx.put(scope(ctx, K.FREE, project, name, q) + K.u64(seq), b"")
     q["count"] += 1
+
+
+def delayed_key(ctx: Context, project: str, name: str, q: dict[str, Any], eligible: int,
+                seq: int) -> bytes:
+    return scope(ctx, K.DELAYED, project, name, q) + K.u64(eligible) + K.u64(seq)
+
+
+def cursor(q_or_meta: dict[str, Any], field: str) -> bytes:
+    """Where the next scan of a range consumed from its head starts (DESIGN §7): the key
+    suffix stored by the last scan, so it never walks the tombstones earlier ones left."""
+    return bytes.fromhex(q_or_meta.get(field, ""))
+
+
+def promote_delayed(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
+                    budget: int) -> None:
+    """Move delayed messages that are due to the free list (at most ``budget``).
+
+    On a queue without a default delay (PATCHed away) every delayed message is free, as it
+    is listed and counted: free is free.
+    """
+    prefix = scope(ctx, K.DELAYED, project, name, q)
+    delayed_queue = bool(q["meta"].get("_default_message_delay"))
+    due_before = K.u64(ctx.now + 1) if delayed_queue else b"\xff" * 9
+    moved = 0
+    last = None
+    for key, _ in tx.scan(prefix + cursor(q, "dc"), prefix + due_before):
+        if moved >= budget:
+            break
+        seq = K.U64.unpack_from(key, len(prefix) + 8)[0]
+        tx.delete(key)
+        tx.put(scope(ctx, K.FREE, project, name, q) + K.u64(seq), b"")
+        q["fh"] = min(q.get("fh", 0), seq)
+        freed(ctx, q, seq)
+        moved += 1
+        last = key[len(prefix):]
+    # What is posted from now on becomes due after now, so a cursor never passes now + 1
+    # (a queue without a delay moves messages due later too).
+    if moved < budget:
+        last = K.u64(ctx.now + 1)
+    if last is not None:
+        q["dc"] = min(last, K.u64(ctx.now + 1)).hex()
 
 
 def take_free(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
@@ -101,6 +152,12 @@ def take_free(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, A
     Claims that expired by now are released first, so their messages take their FIFO place.
     """
     expire_claims(tx, ctx, project, name, q)
+    bounded = ctx.rules >= BOUNDED
+    # Rules >= 2: on a queue without a default delay every message is free, as it is listed
+    # and counted (one posted while the queue had a delay too).
+    free_is_free = bounded and not q["meta"].get("_default_message_delay")
+    if bounded:
+        promote_delayed(tx, ctx, project, name, q, limit + INLINE_EXPIRY)
     free_scope = scope(ctx, K.FREE, project, name, q)
     taken: list[tuple[int, dict[str, Any]]] = []
     expired: list[tuple[int, dict[str, Any]]] = []
@@ -108,7 +165,8 @@ def take_free(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, A
     # tombstones that consumed messages leave at the head of the queue.
     head = q.get("fh", 0)
     skipped: int | None = None  # the first delayed message left behind
-    for key, _ in tx.scan(free_scope + K.u64(head), K.prefix_end(free_scope)):
+    for key in (_free_keys(tx, free_scope, q, head) if bounded else
+                (k for k, _ in tx.scan(free_scope + K.u64(head), K.prefix_end(free_scope)))):
         if len(taken) >= limit:
             break
         seq = K.U64.unpack_from(key, len(free_scope))[0]
@@ -120,7 +178,9 @@ def take_free(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, A
         msg = loads(raw)
         if msg["e"] <= ctx.now:
             expired.append((seq, msg))
-        elif include_delayed or msg["d"] <= ctx.now:
+            if bounded and len(expired) >= INLINE_EXPIRY:
+                break  # Sweep removes the rest; a claim does bounded work
+        elif include_delayed or msg["d"] <= ctx.now or free_is_free:
             taken.append((seq, msg))
         elif skipped is None:
             skipped = seq
@@ -128,6 +188,66 @@ def take_free(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, A
     for seq, msg in expired:
         remove_message(tx, ctx, project, name, q, seq, msg)
     return taken
+
+
+MAX_GAPS = 16
+
+
+def _free_keys(tx: Overlay, free_scope: bytes, q: dict[str, Any], start: int) -> Iterator[bytes]:
+    """Free-list keys from ``start`` in order, jumping over the gaps noted in ``q["gaps"]``
+    (runs with no live entry, only the tombstones of consumed messages) and noting new ones.
+
+    A message coming back (claim dropped) far behind the free head would otherwise make the
+    next claim walk every tombstone between it and the head, once per return (rules >= 2).
+    """
+    pos = start
+    end = K.prefix_end(free_scope)
+    while True:
+        gaps = q.get("gaps") or []
+        for a, b in gaps:
+            if a <= pos < b:
+                pos = b
+        ahead = [a for a, _ in gaps if a > pos]
+        stop = free_scope + K.u64(min(ahead)) if ahead else end
+        found = next(iter(tx.scan(free_scope + K.u64(pos), stop)), None)
+        if found is None:
+            if not ahead:
+                return
+            note_gap(q, pos, min(ahead))
+            continue
+        key = found[0]
+        seq = K.U64.unpack_from(key, len(free_scope))[0]
+        if seq > pos:
+            note_gap(q, pos, seq)
+        pos = seq + 1
+        yield key
+
+
+def note_gap(q: dict[str, Any], a: int, b: int) -> None:
+    """Remember that no live free entry lies in ``[a, b)`` (the largest few gaps are kept)."""
+    spans = sorted([*(q.get("gaps") or []), [a, b]])
+    merged: list[list[int]] = []
+    for x, y in spans:
+        if merged and x <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], y)
+        else:
+            merged.append([x, y])
+    if len(merged) > MAX_GAPS:
+        merged = sorted(sorted(merged, key=lambda g: g[0] - g[1])[:MAX_GAPS])
+    q["gaps"] = merged
+
+
+def freed(ctx: Context, q: dict[str, Any], seq: int) -> None:
+    """A free entry at ``seq`` is (back) in the list: no gap may hide it."""
+    if ctx.rules < BOUNDED or not q.get("gaps"):
+        return
+    out: list[list[int]] = []
+    for a, b in q["gaps"]:
+        if a <= seq < b:
+            out.extend(g for g in ([a, seq], [seq + 1, b]) if g[0] < g[1])
+        else:
+            out.append([a, b])
+    q["gaps"] = out
 
 
 def put_claim(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
@@ -160,6 +280,7 @@ def drop_claim(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, 
             tx.put(key, dumps(msg))
             tx.put(free_scope + K.u64(seq), b"")
             q["fh"] = min(q.get("fh", 0), seq)
+            freed(ctx, q, seq)
     tx.delete(claim_key(ctx, project, name, q, claim["id"]))
     for key in claim_expiry_keys(ctx, project, name, q["inc"], claim["e"], claim["id"]):
         tx.delete(key)
@@ -167,8 +288,17 @@ def drop_claim(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, 
 
 def expire_claims(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any]) -> None:
     prefix = scope(ctx, K.QCLEXP, project, name, q)
-    due = [key[len(prefix) + 8 :].decode()
-           for key, _ in tx.scan(prefix, prefix + K.u64(ctx.now + 1))]
+    if ctx.rules >= BOUNDED:
+        # From the queue's cursor, at most INLINE_EXPIRY claims (Sweep releases the rest).
+        keys = list(islice(tx.scan(prefix + cursor(q, "cx"), prefix + K.u64(ctx.now + 1)),
+                           INLINE_EXPIRY))
+        # New claims expire at or after now, so once all due ones are gone the cursor is now+1.
+        q["cx"] = (keys[-1][0][len(prefix):] if len(keys) == INLINE_EXPIRY
+                   else K.u64(ctx.now + 1)).hex()
+        due = [key[len(prefix) + 8 :].decode() for key, _ in keys]
+    else:
+        due = [key[len(prefix) + 8 :].decode()
+               for key, _ in tx.scan(prefix, prefix + K.u64(ctx.now + 1))]
     for claim_id in due:
         claim = get_claim(tx, ctx, project, name, q, claim_id)
         if claim is not None:

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from projections import keys as K
 from projections.commands import CreateQueue, DeleteQueue, PurgeQueue, UpdateQueue
 from projections.metadata import RESERVED, Limits, validate
 from projections.overlay import Overlay
 from projections.rules import quotas
-from projections.rules.index import remove_message, take_free
+from projections.rules.index import put_claim, put_message, remove_message, take_free
 from projections.rules.state import (
     Context,
     Outcome,
     Rejected,
     ensure_queue,
+    get_claim,
     get_queue,
     loads,
+    msg_key,
     put_queue,
+    scope,
 )
 from projections.rules.subscriptions import remove_subscription
+from projections.rules.upkeep import drop_incarnation
+from projections.rules.versions import BOUNDED
 
 
 def create_queue(tx: Overlay, cmd: CreateQueue, ctx: Context, meta: dict) -> Outcome:
@@ -65,14 +72,17 @@ def delete_queue(tx: Overlay, cmd: DeleteQueue, ctx: Context, meta: dict) -> Out
         return {}
     tx.delete(K.queue(ctx.partition, cmd.project, cmd.queue))
     # O(1) now: the incarnation's keys become unreachable and Sweep collects them in slices.
-    tx.put(K.scope(ctx.partition, K.GARBAGE, cmd.project, cmd.queue, q["inc"]), b"")
+    drop_incarnation(tx, ctx, cmd.project, cmd.queue, q["inc"])
     return {"deleted": True}
 
 
 def purge(tx: Overlay, cmd: PurgeQueue, ctx: Context, meta: dict) -> Outcome:
     q = get_queue(tx, ctx.partition, cmd.project, cmd.queue)
     purged = 0
-    if q is not None and "messages" in cmd.resource_types:
+    if q is not None and "messages" in cmd.resource_types and ctx.rules >= BOUNDED:
+        purged = purge_messages(tx, ctx, cmd.project, cmd.queue, q)
+        put_queue(tx, ctx, cmd.project, cmd.queue, q)
+    elif q is not None and "messages" in cmd.resource_types:
         # Like upstream: every unclaimed message goes; messages under a live claim survive.
         while True:
             taken = take_free(tx, ctx, cmd.project, cmd.queue, q, 1000, include_delayed=True)
@@ -87,3 +97,37 @@ def purge(tx: Overlay, cmd: PurgeQueue, ctx: Context, meta: dict) -> Outcome:
         for _key, raw in list(tx.scan(prefix, K.prefix_end(prefix))):
             remove_subscription(tx, ctx, cmd.project, cmd.queue, loads(raw))
     return {"purged": purged}
+
+
+def purge_messages(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any]) -> int:
+    """Rules >= 2: purge in O(live claims), not O(queue): the queue moves to a new incarnation
+    and the old one is collected by Sweep in slices. Like upstream, messages under a live
+    claim survive: they (and their claims) are copied into the new incarnation."""
+    old = dict(q)
+    q["inc"] = ctx.offset
+    for field in ("fh", "cx", "dc", "gaps"):
+        q.pop(field, None)
+    kept = 0
+    claims_prefix = scope(ctx, K.QCLEXP, project, name, old)
+    live = [key[len(claims_prefix) + 8 :].decode() for key, _ in
+            tx.scan(claims_prefix + K.u64(ctx.now + 1), K.prefix_end(claims_prefix))]
+    for claim_id in live:
+        claim = get_claim(tx, ctx, project, name, old, claim_id)
+        if claim is None:
+            continue
+        held = []
+        for seq in claim["m"]:
+            raw = tx.get(msg_key(ctx, project, name, old, seq))
+            if raw is None:
+                continue
+            msg = loads(raw)
+            put_message(tx, ctx, project, name, q, seq, msg, index=True)
+            tx.put(scope(ctx, K.MSGID, project, name, q) + msg["id"].encode(), K.u64(seq))
+            held.append(seq)
+        claim["m"] = held
+        kept += len(held)
+        put_claim(tx, ctx, project, name, q, claim, None)
+    purged = old["count"] - kept
+    q["count"] = kept
+    drop_incarnation(tx, ctx, project, name, old["inc"])
+    return purged

@@ -32,11 +32,13 @@ def loads(raw: bytes) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """Where and when a command applies: its partition, offset and effective time."""
+    """Where and when a command applies: its partition, offset, effective time and the
+    rules version in force there (``projections.rules.versions``)."""
 
     partition: int
     offset: int
     now: int  # effective time, ms
+    rules: int = 1
 
 
 class Rejected(Exception):

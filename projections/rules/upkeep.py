@@ -13,7 +13,7 @@ from typing import Any
 from projections import keys as K
 from projections.commands import ImportDeadLetters, OutboxDone, Sweep
 from projections.overlay import Overlay
-from projections.rules.index import append_message, drop_claim, remove_message
+from projections.rules.index import append_message, cursor, drop_claim, remove_message
 from projections.rules.state import (
     Context,
     Outcome,
@@ -26,6 +26,25 @@ from projections.rules.state import (
     scope,
 )
 from projections.rules.subscriptions import remove_subscription, sub_key
+from projections.rules.versions import BOUNDED
+
+
+def _due(tx: Overlay, ctx: Context, meta: dict[str, Any], kind: int, field: str, cutoff: int,
+         max_count: int) -> list[bytes]:
+    """Up to ``max_count`` keys of a partition-wide expiry index due at ``cutoff``.
+
+    Rules >= 2 start at the cursor kept in ``meta[field]`` and move it: to ``cutoff + 1``
+    when everything due is taken (what expires later is stamped after now), else to the last
+    key taken. Earlier rules scan from the head of the index.
+    """
+    prefix = K.kind_prefix(ctx.partition, kind)
+    stop = prefix + K.u64(cutoff + 1)
+    if ctx.rules < BOUNDED:
+        return [key for key, _ in islice(tx.scan(prefix, stop), max_count)]
+    keys = [key for key, _ in islice(tx.scan(prefix + cursor(meta, field), stop), max_count)]
+    meta[field] = (keys[-1][len(prefix):] if len(keys) >= max_count
+                   else K.u64(cutoff + 1)).hex()
+    return keys
 
 
 def sweep(tx: Overlay, cmd: Sweep, ctx: Context, meta: dict) -> Outcome:
@@ -40,7 +59,7 @@ def sweep(tx: Overlay, cmd: Sweep, ctx: Context, meta: dict) -> Outcome:
         return q if q is not None and q["inc"] == inc else None
 
     prefix = K.kind_prefix(ctx.partition, K.PCLEXP)
-    for key, _ in list(islice(tx.scan(prefix, prefix + K.u64(cutoff + 1)), cmd.max_count)):
+    for key in _due(tx, ctx, meta, K.PCLEXP, "sc", cutoff, cmd.max_count):
         project, name, inc, pos = K.parse_scope(key, len(prefix) + 8)
         q = live_queue(project, name, inc)
         claim = None if q is None else get_claim(tx, ctx, project, name, q, key[pos:].decode())
@@ -50,7 +69,7 @@ def sweep(tx: Overlay, cmd: Sweep, ctx: Context, meta: dict) -> Outcome:
         counts["claims"] += 1
 
     prefix = K.kind_prefix(ctx.partition, K.PEXP)
-    for key, _ in list(islice(tx.scan(prefix, prefix + K.u64(cutoff + 1)), cmd.max_count)):
+    for key in _due(tx, ctx, meta, K.PEXP, "sm", cutoff, cmd.max_count):
         project, name, inc, pos = K.parse_scope(key, len(prefix) + 8)
         seq = K.U64.unpack_from(key, pos)[0]
         q = live_queue(project, name, inc)
@@ -61,7 +80,7 @@ def sweep(tx: Overlay, cmd: Sweep, ctx: Context, meta: dict) -> Outcome:
         counts["messages"] += 1
 
     prefix = K.kind_prefix(ctx.partition, K.PSUBEXP)
-    for key, _ in list(islice(tx.scan(prefix, prefix + K.u64(cutoff + 1)), cmd.max_count)):
+    for key in _due(tx, ctx, meta, K.PSUBEXP, "ss", cutoff, cmd.max_count):
         pos = len(prefix) + 8
         project, pos = K.read_lp(key, pos)
         name, pos = K.read_lp(key, pos)
@@ -72,6 +91,8 @@ def sweep(tx: Overlay, cmd: Sweep, ctx: Context, meta: dict) -> Outcome:
         counts["subscriptions"] += 1
 
     counts["garbage"] = collect_garbage(tx, ctx, cmd.max_count)
+    if ctx.rules >= BOUNDED:
+        counts["garbage"] += collect_dropped(tx, ctx, cmd.max_count - counts["garbage"], meta)
     for (project, name), q in queues.items():
         if q is not None:
             put_queue(tx, ctx, project, name, q)
@@ -99,6 +120,47 @@ def collect_garbage(tx: Overlay, ctx: Context, budget: int) -> int:
             break
         tx.delete(entry)
     return removed
+
+
+def collect_dropped(tx: Overlay, ctx: Context, budget: int, meta: dict[str, Any]) -> int:
+    """Rules >= 2: delete keys of dropped incarnations (queue delete, purge), at most
+    ``budget``, resuming where the last slice stopped: the drop list is in drop order from the
+    cursor ``meta["gq"]``, and an entry's value says where in the incarnation to go on."""
+    prefix = K.kind_prefix(ctx.partition, K.GCQ)
+    removed = 0
+    for entry, progress in list(islice(tx.scan(prefix + cursor(meta, "gq"),
+                                               K.prefix_end(prefix)), 16)):
+        if removed >= budget:
+            break
+        project, name, inc, _ = K.parse_scope(entry, len(prefix) + 8)
+        first, resume = (progress[0], progress[1:]) if progress else (0, b"")
+        done = True
+        for i in range(first, len(K.INCARNATION_KINDS)):
+            keys_of = K.scope(ctx.partition, K.INCARNATION_KINDS[i], project, name, inc)
+            start = keys_of + resume if i == first else keys_of
+            for key, _ in tx.scan(start, K.prefix_end(keys_of)):
+                if removed >= budget:
+                    tx.put(entry, bytes((i,)) + key[len(keys_of):])  # go on here next time
+                    done = False
+                    break
+                tx.delete(key)
+                removed += 1
+            if not done:
+                break
+        if not done:
+            break
+        tx.delete(entry)
+        meta["gq"] = entry[len(prefix):].hex()
+    return removed
+
+
+def drop_incarnation(tx: Overlay, ctx: Context, project: str, name: str, inc: int) -> None:
+    """Hand an incarnation's keys to the collector: O(1) now, deleted by Sweep in slices."""
+    if ctx.rules >= BOUNDED:
+        tx.put(K.kind_prefix(ctx.partition, K.GCQ) + K.u64(ctx.offset) + K.lp(project)
+               + K.lp(name) + K.u64(inc), b"")
+    else:
+        tx.put(K.scope(ctx.partition, K.GARBAGE, project, name, inc), b"")
 
 
 def import_dead_letters(tx: Overlay, cmd: ImportDeadLetters, ctx: Context,

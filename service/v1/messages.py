@@ -65,16 +65,17 @@ async def _list(request: Request) -> Response:
     flags = {"echo": q.bool("echo"), "include_claimed": q.bool("include_claimed"),
              "include_delayed": False}
     marker = q.str("marker")
-    page, _ = await messages.list_page(request, limit=limit or messages.DEFAULT_LIMIT,
-                                       marker_text=marker, flags=flags)
-    if not page and v.empty_status == 204:
+    found, _ = await messages.list_page(request, limit=limit or messages.DEFAULT_LIMIT,
+                                        marker_text=marker, flags=flags)
+    page = found.messages
+    if found.marker is None and v.empty_status == 204:  # empty, and nothing further either
         return wire.nothing(request, query=True)
     links: list[dict[str, str]] = []
-    if page:
+    if found.marker is not None:
         params = wire.link_params(LIST_PARAMS, request, {"marker": marker, "limit": limit,
                                                          **flags})
         links = wire.next_link(f"{v.prefix}/queues/{queue_name(request)}/messages", params,
-                               str(page[-1].seq))
+                               str(found.marker))
     return wire.read(request, {"messages": [wire.message(request, m) for m in page],
                                "links": links}, query=True)
 

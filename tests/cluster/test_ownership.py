@@ -82,7 +82,7 @@ async def test_assign_revoke_and_return(tmp_path: Path) -> None:
         p = partition_for("proj", q, 4)
         last = await post(log, "proj", q, 50, "a")
         store = RocksStore(tmp_path / "store")
-        runner = Runner(log, store, [], sweep_interval=0)
+        runner = Runner(log, store, [], sweep_interval=0, rules_version=None)  # counts offsets
         await runner.start()
         try:
             assert runner.partitions == [] and not runner.ready(p)
@@ -130,7 +130,8 @@ async def test_ready_waits_for_the_catch_up(tmp_path: Path) -> None:
         p = partition_for("proj", "big", 2)
         last = await post(log, "proj", "big", 3000, "big")
         store = RocksStore(tmp_path / "store")
-        runner = Runner(log, store, [], sweep_interval=0, batch_records=100, slice_ms=0.1)
+        runner = Runner(log, store, [], sweep_interval=0, batch_records=100, slice_ms=0.1,
+                        rules_version=None)  # counts offsets
         await runner.start()
         try:
             runner.assign([p])

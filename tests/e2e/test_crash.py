@@ -32,10 +32,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(data: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(data: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "ops.cli", "--log-level", "WARNING", "serve", "--data",
-         str(data), "--port", str(port)],
+         str(data), "--port", str(port), *extra],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -60,7 +60,10 @@ class Ledger:
         self.deleted: set[str] = set()
 
 
-def producer(base: str, stop: threading.Event, ledger: Ledger, tag: str) -> None:
+def producer(base: str, stop: threading.Event, ledger: Ledger, tag: str,
+             survive: bool = False) -> None:
+    """Posts until ``stop``; a dead connection ends it, or with ``survive`` is retried (a
+    killed front: another one answers)."""
     headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": PROJECT}
     n = 0
     with httpx.Client(base_url=base, headers=headers, timeout=5) as client:
@@ -71,6 +74,9 @@ def producer(base: str, stop: threading.Event, ledger: Ledger, tag: str) -> None
                 r = client.post(f"/v2/queues/{QUEUE}/messages",
                                 json={"messages": [{"body": {"k": k}} for k in keys]})
             except httpx.HTTPError:
+                if survive:
+                    time.sleep(0.02)
+                    continue
                 return  # the server died
             if r.status_code == 201:
                 ids = [href.rsplit("/", 1)[-1] for href in r.json()["resources"]]
@@ -78,7 +84,7 @@ def producer(base: str, stop: threading.Event, ledger: Ledger, tag: str) -> None
                     ledger.posted.update(zip(ids, keys, strict=True))
 
 
-def consumer(base: str, stop: threading.Event, ledger: Ledger) -> None:
+def consumer(base: str, stop: threading.Event, ledger: Ledger, survive: bool = False) -> None:
     headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": PROJECT}
     with httpx.Client(base_url=base, headers=headers, timeout=5) as client:
         while not stop.is_set():
@@ -97,6 +103,9 @@ def consumer(base: str, stop: threading.Event, ledger: Ledger) -> None:
                         with ledger.lock:
                             ledger.deleted.add(mid)
             except httpx.HTTPError:
+                if survive:
+                    time.sleep(0.02)
+                    continue
                 return
 
 
@@ -158,3 +167,99 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     print(f"crash test: {KILLS} kills, {len(ledger.posted)} acknowledged posts, "
           f"{len(ledger.deleted)} acknowledged deletes, {len(present)} messages left, 0 lost, "
           "0 duplicated")
+
+
+def children(pid: int) -> list[int]:
+    """The front processes (``ops.front``) whose parent is ``pid``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                raw = Path(f"/proc/{entry}/stat").read_text()
+                command = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(raw[raw.rindex(")") + 2:].split()[1]) == pid and b"ops.front" in command:
+                out.append(int(entry))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] != "Z"
+
+
+def wait_for(condition: object, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_front_then_of_the_core_loses_nothing(tmp_path: Path) -> None:
+    """``serve --workers 2``: kill -9 one front under load (the other keeps serving, the core
+    starts a new one), then kill -9 the core (the fronts stop); again and again."""
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "20261201")))
+    data = tmp_path / "data"
+    ledger = Ledger()
+    for round_no in range(6):
+        port = free_port()
+        proc = start_server(data, port, "--workers", "2")
+        stop = threading.Event()
+        try:
+            core = proc.pid
+            wait_for(lambda c=core: len(children(c)) == 2, 30, "two fronts")
+            base = f"http://127.0.0.1:{port}"
+            threads = [threading.Thread(target=producer,
+                                        args=(base, stop, ledger, f"f{round_no}p{i}", True))
+                       for i in range(4)]
+            threads += [threading.Thread(target=consumer, args=(base, stop, ledger, True))
+                        for _ in range(2)]
+            for t in threads:
+                t.start()
+            time.sleep(rng.uniform(0.3, 0.8))
+            victim = rng.choice(children(core))
+            os.kill(victim, signal.SIGKILL)
+            before = len(ledger.posted)
+            wait_for(lambda n=before: len(ledger.posted) > n + 20, 30,
+                     "posts did not go on after a front was killed")
+            wait_for(lambda c=core, v=victim: len([p for p in children(c)
+                                                   if p != v and alive(p)]) == 2, 30,
+                     "the killed front was not started again")
+            time.sleep(rng.uniform(0.2, 0.6))
+            fronts = children(core)
+            os.kill(core, signal.SIGKILL)
+            proc.wait(timeout=30)
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+            wait_for(lambda fs=fronts: not any(alive(p) for p in fs), 30,
+                     "fronts outlived their core")
+        finally:
+            stop.set()
+            if proc.poll() is None:  # a failed round must not leave its server running
+                proc.kill()
+                proc.wait(timeout=30)
+    port = free_port()
+    proc = start_server(data, port, "--workers", "1")
+    try:
+        present = everything(f"http://127.0.0.1:{port}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    ids = [m["id"] for m in present]
+    keys = [m["body"]["k"] for m in present]
+    assert len(ids) == len(set(ids)), "a message id is listed twice"
+    assert len(keys) == len(set(keys)), "a posted body is stored twice"
+    assert len(ledger.posted) > 200, "the load generated too little to prove anything"
+    lost = [mid for mid in ledger.posted if mid not in set(ids) and mid not in ledger.delete_sent]
+    assert lost == [], f"{len(lost)} acknowledged messages lost"
+    resurrected = ledger.deleted & set(ids)
+    assert not resurrected, f"{len(resurrected)} acknowledged deletes came back"
+    for m in present:
+        if m["id"] in ledger.posted:
+            assert m["body"]["k"] == ledger.posted[m["id"]]

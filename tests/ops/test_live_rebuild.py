@@ -114,7 +114,8 @@ async def test_rebuild_while_serving_keeps_answering(tmp_path: Path) -> None:
         assert source == "server"
         assert [row["partition"] for row in rows] == list(range(PARTITIONS))
         assert all(row["lag"] == 0 for row in rows)
-        assert sum(row["end_offset"] for row in rows) == 60 + len(posted)
+        # + one SetRules per partition: the owner switched each to the latest rules
+        assert sum(row["end_offset"] for row in rows) == 60 + len(posted) + PARTITIONS
 
         snap = tmp_path / "snap"
         answer = await asyncio.to_thread(
@@ -139,7 +140,7 @@ async def test_rebuild_while_serving_keeps_answering(tmp_path: Path) -> None:
         live = digest(store)
     rebuilt, records, *_ = await admin.rebuild(str(data), progress=False)
     assert rebuilt == live
-    assert records == 60 + len(posted)
+    assert records == 60 + len(posted) + PARTITIONS  # and the SetRules records
 
 
 async def test_tools_say_clearly_when_no_server_answers(tmp_path: Path) -> None:

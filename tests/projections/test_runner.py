@@ -19,11 +19,21 @@ from projections.commands import (
     CreateQueue,
     NewMessage,
     PostMessages,
+    SetRules,
     Sweep,
+    decode,
     encode,
 )
 from projections.rocksstore import RocksStore
-from projections.runner import Runner, StoreMismatchError, check_identity, digest, fold
+from projections.rules import versions
+from projections.runner import (
+    Runner,
+    StoreMismatchError,
+    check_identity,
+    digest,
+    fold,
+    wall_ms,
+)
 from tests.projections.workload import Workload
 
 PARTITIONS = 4
@@ -113,7 +123,7 @@ async def test_store_ahead_of_its_log_is_refused(tmp_path: Path) -> None:
         await log.append(0, [encode(CreateQueue(id=f"c{i}", project="p", queue=f"q{i}"))
                              for i in range(3)])
         store = RocksStore(tmp_path / "store")
-        async with Runner(log, store, [0], sweep_interval=0) as runner:
+        async with Runner(log, store, [0], sweep_interval=0, rules_version=None) as runner:
             await runner.barrier(0, timeout=10)
     # Lose the last record of the log (as if a torn tail had been cut off).
     seg = sorted((tmp_path / "log" / "p0000").glob("*.seg"))[-1]
@@ -129,7 +139,9 @@ async def test_runner_appends_sweeps_when_something_expires(tmp_path: Path) -> N
     clock = Clock()
     async with FileLog(tmp_path / "log", 1) as log:
         store = RocksStore(tmp_path / "store")
-        async with Runner(log, store, [0], sweep_interval=0.05, clock=clock) as runner:
+        # rules_version=None: this test counts records, and the owner's SetRules is one
+        async with Runner(log, store, [0], sweep_interval=0.05, clock=clock,
+                          rules_version=None) as runner:
             await execute(log, runner, store, PostMessages(
                 id="p", project="p", queue="q", time_ms=clock(),
                 messages=[NewMessage(id="m", body=1, ttl=60)]))
@@ -244,7 +256,29 @@ async def test_a_log_outage_delays_the_runner_but_does_not_kill_it(tmp_path: Pat
         flaky = FlakyLog(log, failures=5)
         store = RocksStore(tmp_path / "store")
         async with Runner(flaky, store, [0], sweep_interval=0) as runner:  # type: ignore[arg-type]
-            out = await execute(log, runner, store, CreateQueue(id="c", project="p", queue="q"))
+            out = await execute(log, runner, store, CreateQueue(id="c", project="p", queue="q",
+                                                                time_ms=wall_ms()))
             assert out == {"created": True}
             assert flaky.failures == 0
+        store.close()
+
+
+async def test_the_owner_switches_to_the_latest_rules_once(tmp_path: Path) -> None:
+    """Caught up, the owner appends one SetRules; a restart (or a second owner) adds none."""
+    async with FileLog(tmp_path / "log", 2) as log:
+        store = RocksStore(tmp_path / "store")
+        for _ in range(2):
+            async with Runner(log, store, [0, 1], sweep_interval=0) as runner:
+                for p in (0, 1):
+                    for _ in range(200):
+                        if queries.partition_state(store, p).get("rules") == versions.LATEST:
+                            break
+                        await asyncio.sleep(0.02)
+                    await runner.barrier(p, timeout=10)
+                    assert not await runner.upgrade_rules(p)  # already in force
+        assert [await log.end_offset(p) for p in (0, 1)] == [1, 1]
+        (record,) = await log.read(0, 0, 1)
+        assert decode(record.value) == SetRules(id=decode(record.value).id,
+                                                time_ms=decode(record.value).time_ms,
+                                                version=versions.LATEST)
         store.close()

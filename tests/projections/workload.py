@@ -18,6 +18,7 @@ from projections.commands import (
     PostMessages,
     PurgeQueue,
     ReleaseClaim,
+    SetRules,
     Sweep,
     UpdateClaim,
     UpdateQueue,
@@ -30,7 +31,10 @@ QUEUES = ("jobs", "events", "q.dot", "dlq")
 class Workload:
     """Generates commands; remembers ids it handed out so later commands can refer to them."""
 
-    def __init__(self, seed: int, start_ms: int = 1_700_000_000_000) -> None:
+    def __init__(self, seed: int, start_ms: int = 1_700_000_000_000, rules: int = 1) -> None:
+        """``rules`` >= 2 starts the log with ``SetRules`` and adds delayed queues (the
+        ``events`` queue's default delay is PATCHed on and off) to the mix."""
+        self.rules = rules
         self.rng = random.Random(seed)
         self.now = start_ms
         self.counter = 0
@@ -47,6 +51,16 @@ class Workload:
 
     def next(self) -> Command:
         rng = self.rng
+        if self.rules >= 2 and self.counter == 0:
+            return SetRules(id=self._id("cmd"), time_ms=self.now, version=self.rules)
+        if self.rules >= 2 and rng.random() < 0.05:
+            self.now += 1000
+            value = rng.choice((None, 0, 20, 120))
+            op = ({"op": "remove", "key": "_default_message_delay"} if value is None
+                  else {"op": "add", "key": "_default_message_delay", "value": value})
+            return UpdateQueue(id=self._id("cmd"), project=rng.choice(PROJECTS), queue="events",
+                               time_ms=self.now, ops=[op],
+                               limits={"max_message_ttl": 1209600})
         self.now += rng.choice((0, 1, 5, 50, 500, 5000, 30_000))
         project, queue = rng.choice(PROJECTS), rng.choice(QUEUES)
         base = {"id": self._id("cmd"), "project": project, "queue": queue,
@@ -54,7 +68,8 @@ class Workload:
         roll = rng.random()
         if roll < 0.35:
             msgs = [NewMessage(id=self._id("m"), body={"n": self.counter, "pad": "x" * 20},
-                               ttl=rng.choice((None, 60, 120, 3600)))
+                               ttl=rng.choice((None, 60, 120, 3600)),
+                               delay=rng.choice((None, 0, 10, 60)) if self.rules >= 2 else None)
                     for _ in range(rng.randint(1, 5))]
             self.messages.extend((project, queue, m.id) for m in msgs)
             return PostMessages(messages=msgs, size=200, **base)

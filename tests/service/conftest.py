@@ -77,6 +77,7 @@ async def make_service(tmp_path: Path) -> AsyncIterator[Factory]:
         clock = Clock()
         runner = Runner(log, store, range(PARTITIONS), clock=clock, sweep_interval=0)
         await runner.start()
+        await runner.settled()  # the owner's SetRules are in before a test counts records
         gateway = LocalGateway(log, runner, store, clock, timeout=settings.request_timeout)
         app = create_app(settings, gateway)
         transport = httpx.ASGITransport(app=app)

@@ -51,6 +51,7 @@ async def observed_app(path: Path, **overrides: Any) -> Observed:
     clock = Clock()
     runner = Runner(log, store, range(PARTITIONS), clock=clock, sweep_interval=0)
     await runner.start()
+    await runner.settled()  # the owner's SetRules are in before a test counts records
     await log.refresh()
     settings = Settings(data=str(path), partitions=PARTITIONS, **overrides)
     gateway = LocalGateway(log, runner, store, clock, timeout=settings.request_timeout)
@@ -125,8 +126,9 @@ async def test_metrics_move_when_traffic_flows(node: Observed) -> None:
     assert moved("marconi_log_appended_records_total") == 3
     p = str(partition_for(PROJECT, "q", PARTITIONS))
     assert moved("marconi_projection_records_applied_total", partition=p) == 3
-    assert value(after, "marconi_projection_applied_offset", partition=p) == 2
-    assert value(after, "marconi_log_end_offset", partition=p) == 3
+    # offset 0 is the owner's SetRules (the rules version switch), then the 3 posts
+    assert value(after, "marconi_projection_applied_offset", partition=p) == 3
+    assert value(after, "marconi_log_end_offset", partition=p) == 4
     for q in range(PARTITIONS):
         assert value(after, "marconi_projection_lag", partition=str(q)) == 0
     # a scrape is not a request of the API
@@ -147,7 +149,7 @@ async def test_sweeps_and_quarantine_are_counted(node: Observed) -> None:
     samples = await scrape(node)
     assert value(samples, "marconi_sweeps_total") == 1
     assert value(samples, "marconi_quarantined_records", partition=str(p)) == 1
-    assert value(samples, "marconi_log_appended_records_total") == 3
+    assert value(samples, "marconi_log_appended_records_total") == 3 + PARTITIONS  # + SetRules
 
 
 async def test_each_app_has_its_own_registry(tmp_path: Path, node: Observed) -> None:

@@ -1,0 +1,151 @@
+"""The core of ``marconi serve --workers N``: the one process that owns the FileLog, the
+runner and RocksDB, answering its front processes over a Unix socket (``service.corewire``).
+
+* A command (``E``): decoded, stamped with the partition clock here (``LocalGateway.now_ms``:
+  one clock per partition however many fronts there are), executed by the ``LocalGateway``
+  (append, fsync, apply) — the answer leaves only after that, so durable before 2xx holds.
+* A request (``R``): the whole HTTP request, answered by this process's own app (the reads:
+  a barrier here, then the store), its response sent back.
+
+The gateway is looked up on the app for every frame: a live rebuild swaps it there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+
+from projections.commands import CommandDecodeError, decode
+from service import corewire as W
+from service.errors import HTTPError, bad_request
+
+logger = logging.getLogger("marconi.core")
+
+
+class CoreConnection(asyncio.Protocol):
+    """One front's connection: frames in, answers out (many in flight)."""
+
+    def __init__(self, server: CoreServer) -> None:
+        self._server = server
+        self._reader = W.FrameReader()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.WriteTransport, transport)  # uvloop's is not a subclass
+        self._writer = W.FrameWriter(self._transport)
+        self._server.connected(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._reader.feed(data)
+        except W.WireError:
+            logger.exception("a front sent a bad frame; dropping it")
+            self._transport.close()
+            return
+        loop = asyncio.get_running_loop()
+        for rid, kind, payload in frames:
+            task = loop.create_task(self._answer(rid, kind, payload))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.disconnected(self)
+
+    async def _answer(self, rid: int, kind: int, payload: bytes) -> None:
+        try:
+            if kind == W.EXECUTE:
+                self._writer.send(rid, W.OUTCOME, await self._server.execute(payload))
+            elif kind == W.REQUEST:
+                self._writer.send(rid, W.RESPONSE_KIND, await self._server.request(payload))
+            else:
+                raise bad_request(f"unknown frame kind {kind}")
+        except HTTPError as exc:
+            self._writer.send(rid, W.ERROR, W.error_payload(exc))
+        except Exception as exc:
+            logger.exception("core: frame %d failed", rid)
+            self._writer.send(rid, W.ERROR, W.error_payload(
+                HTTPError(500, "Internal server error", str(exc) or type(exc).__name__)))
+
+
+class CoreServer:
+    """The Unix socket the fronts connect to; ``app`` is the core's Starlette app."""
+
+    def __init__(self, app: Any, path: Path) -> None:
+        self.app = app
+        self.path = path
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[CoreConnection] = set()
+        self.changed = asyncio.Event()
+
+    @property
+    def fronts(self) -> int:
+        return len(self._connections)
+
+    def connected(self, conn: CoreConnection) -> None:
+        self._connections.add(conn)
+        self.changed.set()
+
+    def disconnected(self, conn: CoreConnection) -> None:
+        self._connections.discard(conn)
+        self.changed.set()
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self._server = await asyncio.get_running_loop().create_unix_server(
+            lambda: CoreConnection(self), str(self.path))
+        self.path.chmod(0o600)  # only this user's processes may send commands
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def execute(self, record: bytes) -> bytes:
+        try:
+            cmd = decode(record)
+        except CommandDecodeError as exc:
+            raise bad_request(f"not a command: {exc}") from None
+        gateway = self.app.state.gateway
+        partition = gateway.partition_of(cmd.project, cmd.queue)
+        stamped = dataclasses.replace(cmd, time_ms=gateway.now_ms(partition))
+        outcome = await gateway.execute(stamped)
+        return W.U64.pack(stamped.time_ms) + orjson.dumps(outcome)
+
+    async def request(self, payload: bytes) -> bytes:
+        scope, body = W.request_from(payload)
+        sent = False
+        status = 500
+        headers: list[tuple[bytes, bytes]] = []
+        chunks: list[bytes] = []
+        done = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status, headers
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = list(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            done.set()
+        return W.response_payload(status, headers, b"".join(chunks))

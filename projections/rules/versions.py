@@ -1,0 +1,48 @@
+"""Rules versions: the one list of what each version of apply's rules changed (DESIGN §7).
+
+A change to the rules that changes how an existing log folds ships behind a new version here.
+The version in force is partition state (``"rules"`` in the meta record, so it is in the
+digest); it changes only by a logged ``SetRules`` command, which the partition's owner appends
+once caught up when its code knows a newer version. Records before that position fold under
+the old rules, records after it under the new ones, so old and new code agree on replay.
+
+Rule code asks ``ctx.rules >= SOME_VERSION``; never compare against ``LATEST`` (that would
+change how old positions fold when the next version is added).
+
+How to add a version: add a constant and a line to ``VERSIONS``, guard the new behaviour with
+``ctx.rules >= CONSTANT`` and keep the old path, add a test that folds a log written under the
+previous version the same as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ORIGINAL = 1
+"""The rules as of the first release: no SetRules record in the log means these."""
+
+BOUNDED = 2
+"""Bounded work (issue 10): cursors instead of scans from the head of consumed ranges
+(outcome pruning, claim and message expiry, free and delayed lists, GC); purge, queue GC and
+expiry catch-up in slices; delayed messages in their own index moved to the free list when
+due; a claim never expires more than a bounded number of messages inline; a message stamped
+with a delay is claimable once that time has passed, whatever the queue's metadata says now."""
+
+VERSIONS: dict[int, str] = {
+    ORIGINAL: "first release",
+    BOUNDED: "bounded work: cursors, sliced purge/GC/expiry, delayed index, free is free",
+}
+LATEST = max(VERSIONS)
+
+
+class RulesTooNewError(Exception):
+    """The log switches to rules this code does not know: folding on would diverge.
+
+    Not quarantined (a newer node folds the record fine): the partition stops, and an operator
+    upgrades this node.
+    """
+
+
+def in_force(meta: dict[str, Any]) -> int:
+    """The rules version of a partition, from its meta record."""
+    return int(meta.get("rules", ORIGINAL))

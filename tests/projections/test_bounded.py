@@ -1,0 +1,305 @@
+"""Bounded work (DESIGN §7, issue 10): no command's cost grows with history, tombstones or
+queue size. Work is counted — entries scans step on, tombstones included — on a store that
+never compacts (``TombstoneStore``), over histories spanning many outcome windows.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from projections import keys as K
+from projections import queries
+from projections.apply import apply_into, apply_record
+from projections.commands import (
+    Command,
+    CreateClaim,
+    CreateQueue,
+    DeleteMessages,
+    DeleteQueue,
+    NewMessage,
+    PopMessages,
+    PostMessages,
+    PurgeQueue,
+    SetRules,
+    Sweep,
+    UpdateQueue,
+    encode,
+)
+from projections.memstore import MemoryStore
+from projections.overlay import Overlay
+from projections.rules import versions
+from projections.runner import digest
+from projections.tombstones import TombstoneStore
+
+P = 0
+HOUR = 3_600_000
+
+
+class Fold:
+    """Commands folded one by one into a TombstoneStore; counts the work of each."""
+
+    def __init__(self, rules: int = versions.LATEST, now: int = 1_800_000_000_000) -> None:
+        self.store = TombstoneStore()
+        self.records: list[bytes] = []
+        self.now = now
+        self.ids = itertools.count()
+        if rules > versions.ORIGINAL:
+            self.run(SetRules(id=self.id(), version=rules))
+
+    def id(self) -> str:
+        return f"c{next(self.ids):08d}"
+
+    def run(self, cmd: Command) -> int:
+        """Apply ``cmd`` stamped at ``now``; the entries its scans stepped on."""
+        if not cmd.time_ms:
+            object.__setattr__(cmd, "time_ms", self.now)
+        record = encode(cmd)
+        before = self.store.stepped
+        self.store.commit(apply_record(self.store, P, len(self.records), record))
+        self.records.append(record)
+        return self.store.stepped - before
+
+    def outcome(self, cmd: Command) -> dict[str, Any]:
+        out = queries.outcome(self.store, P, cmd.id)
+        assert out is not None
+        return out
+
+    def post(self, queue: str, n: int = 1, ttl: int = 3600, **kw: Any) -> PostMessages:
+        cmd = PostMessages(id=self.id(), project="p", queue=queue, client_id="c",
+                           messages=[NewMessage(id=self.id(), body={"n": 1}, ttl=ttl, **kw)
+                                     for _ in range(n)], size=100)
+        self.run(cmd)
+        return cmd
+
+    def claim(self, queue: str, limit: int = 2) -> CreateClaim:
+        cmd = CreateClaim(id=self.id(), project="p", queue=queue, client_id="c",
+                          claim_id=self.id(), ttl=60, grace=60, limit=limit)
+        self.run(cmd)
+        return cmd
+
+    def sweep(self, max_count: int = 1000) -> dict[str, Any]:
+        cmd = Sweep(id=self.id(), cutoff_ms=self.now, max_count=max_count)
+        self.run(cmd)
+        return self.outcome(cmd)
+
+
+def _mixed_window(f: Fold, commands: int, spacing_ms: int) -> list[int]:
+    """Post/claim/delete on one queue for ``commands`` commands; the work of each."""
+    work = []
+    posted: list[str] = []
+    for i in range(commands):
+        f.now += spacing_ms
+        if i % 50 == 49:  # what the owner appends, beside the load
+            before = f.store.stepped
+            f.sweep()
+            work.append(f.store.stepped - before)
+        step = i % 3
+        if step == 0:
+            posted.append(f.id())
+            cmd: Command = PostMessages(id=f.id(), project="p", queue="q", client_id="c",
+                                        messages=[NewMessage(id=posted[-1], body=i, ttl=300)],
+                                        size=10)
+        elif step == 1:
+            cmd = CreateClaim(id=f.id(), project="p", queue="q", client_id="c",
+                              claim_id=f.id(), ttl=60, grace=30, limit=2)
+        else:
+            cmd = DeleteMessages(id=f.id(), project="p", queue="q", message_ids=[posted.pop()])
+        work.append(f.run(cmd))
+    return work
+
+
+@pytest.mark.parametrize("rules", [versions.ORIGINAL, versions.LATEST])
+def test_work_per_record_stays_flat_over_many_outcome_windows(rules: int) -> None:
+    """24 windows of outcomes (10 min each), 600 commands a window: the last window costs
+    what the first did. Under the original rules outcome pruning walks every tombstone
+    earlier prunes left, which is what this test must catch."""
+    f = Fold(rules)
+    per_window = [sum(_mixed_window(f, 600, 1000)) / 600 for _ in range(24)]
+    first, last = per_window[1], per_window[-1]  # window 0 prunes nothing yet
+    if rules == versions.ORIGINAL:
+        assert last > 10 * first  # the bug this issue is about, seen by the same count
+    else:
+        assert last <= 2 * first + 5, per_window
+
+
+def test_live_digest_equals_rebuilt_over_many_outcome_windows() -> None:
+    f = Fold()
+    for _ in range(12):
+        _mixed_window(f, 600, 1000)
+    rebuilt = MemoryStore()
+    for first in range(0, len(f.records), 487):
+        tx = Overlay(rebuilt)
+        for offset in range(first, min(first + 487, len(f.records))):
+            apply_into(tx, P, offset, f.records[offset])
+        rebuilt.commit(tx.changes)
+    live = MemoryStore(dict(f.store.live()))
+    assert digest(rebuilt) == digest(live)
+    assert queries.partition_state(rebuilt, P)["rules"] == versions.LATEST
+
+
+def test_claim_on_a_delayed_queue_costs_what_it_costs_on_an_ordinary_one() -> None:
+    f = Fold()
+    f.run(CreateQueue(id=f.id(), project="p", queue="d",
+                      metadata={"_default_message_delay": 900}))
+    for _ in range(500):
+        f.post("d", n=10)  # 5,000 delayed
+    f.post("d", n=5, delay=0)  # and 5 free
+    f.post("plain", n=5)
+    f.now += 1000
+    on_plain = f.run(CreateClaim(id=f.id(), project="p", queue="plain", client_id="c",
+                                 claim_id="x1", ttl=60, grace=60, limit=5))
+    cmd = CreateClaim(id=f.id(), project="p", queue="d", client_id="c", claim_id="x2", ttl=60,
+                      grace=60, limit=5)
+    on_delayed = f.run(cmd)
+    assert len(f.outcome(cmd)["messages"]) == 5
+    assert on_delayed <= 2 * on_plain + 5
+    # when due, the delayed ones become claimable in FIFO order
+    f.now += 901_000
+    cmd = CreateClaim(id=f.id(), project="p", queue="d", client_id="c", claim_id="x3", ttl=60,
+                      grace=60, limit=3)
+    assert f.run(cmd) < 200
+    first_posted = [m.id for m in queries.list_messages(
+        f.store, P, "p", "d", f.now, marker=None, limit=3, client_id=None, echo=True,
+        include_claimed=True, include_delayed=True)]
+    assert [m["id"] for m in f.outcome(cmd)["messages"]] == first_posted
+
+
+def test_patching_the_delay_away_frees_what_was_posted_under_it() -> None:
+    """Item 7: listed and counted free means claimable (free is free)."""
+    f = Fold()
+    f.run(CreateQueue(id=f.id(), project="p", queue="d",
+                      metadata={"_default_message_delay": 900}))
+    posted = f.post("d", n=3)
+    f.run(UpdateQueue(id=f.id(), project="p", queue="d", limits={},
+                      ops=[{"op": "replace", "key": "_default_message_delay", "value": 0}]))
+    claim = f.claim("d", limit=2)
+    assert [m["id"] for m in f.outcome(claim)["messages"]] == [m.id for m in
+                                                               posted.messages[:2]]
+    pop = PopMessages(id=f.id(), project="p", queue="d", count=5)
+    f.run(pop)
+    assert len(f.outcome(pop)["messages"]) == 1
+
+
+def test_under_the_original_rules_delay_patch_still_folds_as_before() -> None:
+    f = Fold(versions.ORIGINAL)
+    f.run(CreateQueue(id=f.id(), project="p", queue="d",
+                      metadata={"_default_message_delay": 900}))
+    f.post("d", n=3)
+    f.run(UpdateQueue(id=f.id(), project="p", queue="d", limits={},
+                      ops=[{"op": "replace", "key": "_default_message_delay", "value": 0}]))
+    assert f.outcome(f.claim("d")) == {"messages": []}
+
+
+def test_a_claim_expires_a_bounded_number_of_messages_inline() -> None:
+    f = Fold()
+    for _ in range(300):
+        f.post("q", n=10, ttl=60)  # 3,000 that will expire unswept
+    f.post("q", n=2, ttl=3600)
+    f.now += 120_000
+    work = f.run(CreateClaim(id=f.id(), project="p", queue="q", client_id="c",
+                             claim_id="k", ttl=60, grace=60, limit=2))
+    assert work < 400
+    # Sweep catches up in bounded slices, then the live ones are claimed
+    slices = []
+    while (out := f.sweep(max_count=500))["messages"] == 500:
+        slices.append(out)
+    assert 4 <= len(slices) <= 6
+    claim = f.claim("q")
+    assert len(f.outcome(claim)["messages"]) == 2
+
+
+def test_purge_is_bounded_and_collected_in_slices() -> None:
+    f = Fold()
+    for _ in range(1000):
+        f.post("big", n=10)
+    f.post("other", n=1)
+    held = f.claim("big", limit=3)
+    purge = PurgeQueue(id=f.id(), project="p", queue="big", resource_types=["messages"])
+    assert f.run(purge) < 100
+    stats = queries.stats(f.store, P, "p", "big", f.now)
+    assert (stats["total"], stats["claimed"]) == (3, 3)  # live claims survive, like upstream
+    assert f.outcome(purge)["purged"] == 9997
+    # the old incarnation goes in slices, each resuming where the last stopped
+    works = []
+    while True:
+        before = f.store.stepped
+        out = f.sweep(max_count=1000)
+        works.append(f.store.stepped - before)
+        if out["garbage"] == 0:
+            break
+    assert len(works) >= 7 and max(works) < 1300
+    q = queries.get_claim(f.store, P, "p", "big", held.claim_id, f.now)
+    assert q is not None and len(q["messages"]) == 3
+    live = dict(f.store.live())
+    inc = [k for k in live if k[2] == K.MSG]
+    assert len(inc) == 4  # 3 claimed on "big", 1 on "other"
+
+
+def test_queue_delete_garbage_is_collected_without_rewalking() -> None:
+    f = Fold()
+    for _ in range(500):
+        f.post("gone", n=10)
+    f.run(DeleteQueue(id=f.id(), project="p", queue="gone"))
+    works = []
+    while True:
+        before = f.store.stepped
+        out = f.sweep(max_count=500)
+        works.append(f.store.stepped - before)
+        if out["garbage"] == 0:
+            break
+    assert max(works) < 700, works  # a slice steps on its own keys, not on earlier slices'
+    assert not [k for k, _ in f.store.live() if k[2] in K.INCARNATION_KINDS]
+
+
+def test_a_log_switching_to_unknown_rules_stops_instead_of_diverging() -> None:
+    store = MemoryStore()
+    record = encode(SetRules(id="r", time_ms=1, version=versions.LATEST + 1))
+    with pytest.raises(versions.RulesTooNewError):
+        apply_record(store, P, 0, record)
+    assert queries.partition_state(store, P)["offset"] == -1  # nothing applied
+
+
+def test_rules_never_go_back_and_the_version_is_state() -> None:
+    f = Fold()
+    back = SetRules(id=f.id(), version=versions.ORIGINAL)
+    f.run(back)
+    assert f.outcome(back)["error"] == "invalid"
+    assert queries.partition_state(f.store, P)["rules"] == versions.LATEST
+    old = Fold(versions.ORIGINAL)
+    assert "rules" not in queries.partition_state(old.store, P)
+
+
+def test_an_echo_false_listing_steps_over_a_bounded_number_of_own_messages() -> None:
+    """5,000 of the caller's own messages, then one of another client's: each page steps on
+    at most SKIP_CAP entries, comes back with a marker, and following the markers finds it."""
+    f = Fold()
+    for _ in range(500):
+        f.post("q", n=10)  # client "c"
+    theirs = PostMessages(id=f.id(), project="p", queue="q", client_id="other",
+                          messages=[NewMessage(id="theirs", body={}, ttl=3600)], size=10)
+    f.run(theirs)
+    marker: int | None = None
+    works, found, pages = [], [], 0
+    while True:
+        before = f.store.stepped
+        page = queries.list_page(f.store, P, "p", "q", f.now, marker=marker, limit=10,
+                                 client_id="c", echo=False, include_claimed=False,
+                                 include_delayed=False)
+        works.append(f.store.stepped - before)
+        found += [m.id for m in page.messages]
+        pages += 1
+        if page.marker is None:
+            break
+        marker = page.marker
+    assert found == ["theirs"]
+    assert max(works) <= queries.SKIP_CAP + 1, works
+    assert pages >= 5000 // queries.SKIP_CAP
+    # with echo, the first page is the caller's own, at the cost of the page
+    before = f.store.stepped
+    page = queries.list_page(f.store, P, "p", "q", f.now, marker=None, limit=10,
+                             client_id="c", echo=True, include_claimed=False,
+                             include_delayed=False)
+    assert len(page.messages) == 10 and f.store.stepped - before <= 11

@@ -1,0 +1,152 @@
+"""``serve --workers N`` in one test process: a real core (``ops.core.CoreServer`` on a Unix
+socket, over the real app, FileLog and runner) and a front app talking to it through
+``RemoteGateway`` — the same code the front processes run, without the processes."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ops.core import CoreServer
+from projections.commands import SetRules, decode
+from service import corewire as W
+from service.app import create_app
+from service.remotegateway import CoreLink, ForwardedHistory, RecordBody, RemoteGateway
+from tests.service.conftest import PARTITIONS, PROJECT, Factory, Service
+
+
+@dataclass
+class Split:
+    core: Service
+    front: httpx.AsyncClient
+    link: CoreLink
+
+
+@pytest.fixture
+async def split(make_service: Factory, tmp_path: Path) -> AsyncIterator[Split]:
+    core = await make_service()
+    transport = core.client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    server = CoreServer(transport.app, tmp_path / "core.sock")
+    await server.start()
+    link = await CoreLink.connect(str(tmp_path / "core.sock"))
+    gateway = RemoteGateway(link, PARTITIONS, timeout=5.0)
+    app = RecordBody(create_app(core.settings, gateway,
+                                history_reader=ForwardedHistory(link, 5.0)))
+    front = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                              base_url="http://front.test",
+                              headers={"Client-ID": core.client_id, "X-Project-ID": PROJECT})
+    yield Split(core, front, link)
+    await front.aclose()
+    link.close()
+    await server.stop()
+
+
+async def test_post_list_claim_delete_through_a_front(split: Split) -> None:
+    r = await split.front.post("/v2/queues/q/messages",
+                               json={"messages": [{"body": i, "ttl": 300} for i in range(3)]})
+    assert r.status_code == 201, r.text
+    assert len(r.json()["resources"]) == 3
+    listed = await split.front.get("/v2/queues/q/messages?echo=true")  # forwarded whole
+    assert listed.status_code == 200
+    assert [m["body"] for m in listed.json()["messages"]] == [0, 1, 2]
+    claim = await split.front.post("/v2/queues/q/claims?limit=2", json={"ttl": 60, "grace": 60})
+    assert claim.status_code == 201, claim.text
+    hrefs = [m["href"] for m in claim.json()["messages"]]
+    assert len(hrefs) == 2 and all("claim_id=" in h for h in hrefs)
+    for href in hrefs:
+        assert (await split.front.delete(href)).status_code == 204
+    left = await split.front.get("/v2/queues/q/messages?echo=true&include_claimed=true")
+    assert [m["body"] for m in left.json()["messages"]] == [2]
+
+
+async def test_the_core_stamps_the_time(split: Split) -> None:
+    """One clock per partition: the core's, not the front's wall clock."""
+    split.core.clock.advance(3600)
+    r = await split.front.post("/v2/queues/q/messages", json={"messages": [{"body": 1}]})
+    assert r.status_code == 201
+    stamps = []
+    for p in range(PARTITIONS):
+        for rec in await split.core.log.read(p, 0, 100):
+            cmd = decode(rec.value)
+            if not isinstance(cmd, SetRules):  # the owner's, at start (rules version)
+                stamps.append(cmd.time_ms)
+    assert len(stamps) == 1
+    assert stamps[0] >= split.core.clock() - 60_000  # an hour ahead of the front's clock
+
+
+async def test_a_forwarded_request_keeps_the_body_it_was_read_with(
+        make_service: Factory, tmp_path: Path) -> None:
+    """PUT with the queue quota on reads every partition (a forward) after reading the body."""
+    core = await make_service(max_queues_per_project=5)
+    transport = core.client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    server = CoreServer(transport.app, tmp_path / "core2.sock")
+    await server.start()
+    link = await CoreLink.connect(str(tmp_path / "core2.sock"))
+    app = RecordBody(create_app(core.settings, RemoteGateway(link, PARTITIONS, timeout=5.0)))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://f",
+                                 headers={"Client-ID": core.client_id,
+                                          "X-Project-ID": PROJECT}) as front:
+        r = await front.put("/v2/queues/meta", json={"colour": "blue"})
+        assert r.status_code == 201, r.text
+        got = await front.get("/v2/queues/meta")
+        assert got.json()["colour"] == "blue"
+    link.close()
+    await server.stop()
+
+
+async def test_bad_input_is_refused_in_the_front(split: Split) -> None:
+    before = await split.core.ends()
+    r = await split.front.post("/v2/queues/q/messages", json={"messages": [{"ttl": -5}]})
+    assert r.status_code == 400
+    assert set(r.json()) == {"title", "description"}
+    assert await split.core.ends() == before
+
+
+async def test_the_core_gone_answers_503(split: Split) -> None:
+    split.link.close()
+    await asyncio.sleep(0.05)
+    r = await split.front.post("/v2/queues/q/messages", json={"messages": [{"body": 1}]})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    r = await split.front.get("/v2/queues/q/messages")
+    assert r.status_code == 503
+
+
+async def test_recorded_refusals_come_back_as_zaqar_errors(split: Split) -> None:
+    """The front answers a refusal apply recorded exactly as a single process does."""
+    await split.front.post("/v2/queues/q/messages", json={"messages": [{"body": 1}]})
+    claim = await split.front.post("/v2/queues/q/claims", json={"ttl": 60, "grace": 60})
+    href = claim.json()["messages"][0]["href"]
+    path, _, _ = href.partition("?")
+    wrong = path + "?claim_id=" + "b" * 32
+    r = await split.front.delete(wrong)
+    assert r.status_code >= 400
+    same = await split.core.client.delete(wrong)  # the core's own app, no front
+    assert (r.status_code, r.json()) == (same.status_code, same.json())
+
+
+def test_frames_survive_any_cut() -> None:
+    frames = [(i, W.EXECUTE if i % 2 else W.REQUEST, bytes([i]) * (i * 37)) for i in range(1, 30)]
+    stream = b"".join(W.frame(*f) for f in frames)
+    rng = random.Random(5)
+    for _ in range(20):
+        reader = W.FrameReader()
+        got = []
+        pos = 0
+        while pos < len(stream):
+            step = rng.randint(1, 200)
+            got += reader.feed(stream[pos:pos + step])
+            pos += step
+        assert got == frames
+
+
+def test_a_bad_frame_length_is_refused() -> None:
+    with pytest.raises(W.WireError):
+        W.FrameReader().feed(b"\x00\x00\x00\x01xxxx")
