@@ -39,6 +39,8 @@ from ops.replay import add_arguments, iso, replay
 from projections import queries
 from projections.commands import encode
 from projections.rocksstore import RocksStore
+from projections.rules import versions
+from projections.rules.state import read_meta
 from projections.runner import Runner, digest
 from projections.snapshots import FileSnapshots, Snapshotter, retention_by
 from service.metrics import parse_samples
@@ -159,6 +161,10 @@ async def test_rebuild_from_snapshots_digests_equal_and_a_restart_resumes(
         starts = [await log.start_offset(p) for p in range(PARTITIONS)]
     assert built.records < ends - sum(starts)  # only what follows the oldest snapshots
     assert built.checked >= PARTITIONS  # and the newer snapshots matched on the way
+    # the rules version came with the snapshots: its SetRules record is long gone from the log
+    with RocksStore(store_dir(data)) as store:
+        for p in range(PARTITIONS):
+            assert versions.in_force(read_meta(store, p)) == versions.LATEST > 1
 
     # a rebuild from offset 0 is refused: one line, exit code != 0, no traceback
     proc = subprocess.run([sys.executable, "-m", "ops.cli", "rebuild", "--data", str(data),
@@ -279,7 +285,8 @@ async def test_history_endpoint_before_the_retained_start_is_a_400(
     p = partition_for("p", "q0", PARTITIONS)
     _, first_offset = _retained(data, p)
     settings = Settings(data=str(data), port=free_port(), request_timeout=5.0,
-                        graceful_timeout=1.0, log_segment_bytes=SEGMENT)
+                        graceful_timeout=1.0, log_segment_bytes=SEGMENT,
+                        workers=1)  # /metrics with node state is the single-process one
     stop = asyncio.Event()
     server = asyncio.create_task(run(settings, stop=stop))
     headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": "p", "X-Roles": "admin"}
@@ -301,7 +308,9 @@ async def test_history_endpoint_before_the_retained_start_is_a_400(
             rows, source = await asyncio.to_thread(status_rows, data)
             assert source == "server"
             check_rows(data, rows)
-            samples = list(parse_samples((await client.get("/metrics")).text))
+            scraped = await client.get("/metrics")
+            assert scraped.status_code == 200, scraped.text
+            samples = list(parse_samples(scraped.text))
             for name, field in (("marconi_log_start_offset", "start_offset"),
                                 ("marconi_log_bytes", "log_bytes"),
                                 ("marconi_snapshot_offset", "snapshot_offset"),
