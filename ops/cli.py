@@ -136,6 +136,14 @@ def _bench_core(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_notify(args: argparse.Namespace) -> int:
+    from ops.bench.notify import main
+
+    main(subs=args.subs, messages=args.messages, fanout=args.fanout, producers=args.producers,
+         seconds=args.seconds, rounds=args.rounds)
+    return 0
+
+
 def _bench_history(args: argparse.Namespace) -> int:
     from ops.bench.history import main
     from projections.rules.versions import LATEST
@@ -410,6 +418,18 @@ def build_parser() -> argparse.ArgumentParser:
     bcore.add_argument("--commands", type=int, default=50_000, help="commands folded")
     bcore.add_argument("--partitions", type=int, default=4, help="partitions of the log")
     bcore.set_defaults(func=_bench_core)
+    bnot = bench_add(
+        "notify", help="notification deliveries/s; POST p99 with and without subscriptions")
+    bnot.add_argument("--subs", type=int, default=10, help="subscriptions for deliveries/s")
+    bnot.add_argument("--messages", type=int, default=2000, help="messages for deliveries/s")
+    bnot.add_argument("--fanout", type=int, default=100,
+                      help="subscriptions on the queue of the latency comparison")
+    bnot.add_argument("--producers", type=int, default=4,
+                      help="concurrent clients posting in the latency comparison")
+    bnot.add_argument("--seconds", type=float, default=8.0, help="length of each round")
+    bnot.add_argument("--rounds", type=int, default=3,
+                      help="alternating rounds with and without subscriptions (medians)")
+    bnot.set_defaults(func=_bench_notify)
     bhist = bench_add(
         "history", help="apply/rebuild rate when the same history spans 1 min, 1 h, 24 h")
     bhist.add_argument("--commands", type=int, default=30_000,

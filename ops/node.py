@@ -44,6 +44,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from log import LogError, LogMismatchError
 from log.kafkalog import KEEP_FOREVER, KafkaLog
 from log.membership import SESSION_TIMEOUT_MS, Membership
+from ops.notify import NotifierWiring
 from ops.serve import hypercorn_config, snapshotter
 from ops.settings import Settings, SettingsError, load_settings
 from projections.rocksstore import RocksStore, StoreLockedError
@@ -144,7 +145,9 @@ async def run_node(settings: Settings, options: ClusterOptions,
         store.close()
         raise
     snaps = LogSnapshots(snaplog, keep=settings.snapshot_keep)
-    runner = Runner(log, store, [], snapshots=snapshotter(settings, log, data, snaps))
+    notify = NotifierWiring(settings)  # the owner of a partition sends its deliveries (§9)
+    runner = Runner(log, store, [], snapshots=snapshotter(settings, log, data, snaps),
+                    **notify.runner_options(settings))  # type: ignore[arg-type]
     membership: Membership | None = None
     gateway: ClusterGateway | None = None
     try:
@@ -183,8 +186,9 @@ async def run_node(settings: Settings, options: ClusterOptions,
                                  connect_timeout=options.connect_timeout,
                                  secret=options.secret)
         node_status = LocalStatus(log, runner, store, owner=address)
-        zaqar = create_app(settings, gateway, status=node_status,
-                           metrics=Metrics(log=log, status=node_status))
+        metrics = Metrics(log=log, status=node_status)
+        runner.on_delivery = metrics.delivery
+        zaqar = create_app(settings, gateway, status=node_status, metrics=metrics)
         app = cluster_app(zaqar, internal_app(gateway, runner, store, status,
                                               settings=settings, secret=options.secret))
         await membership.start()
@@ -205,6 +209,7 @@ async def run_node(settings: Settings, options: ClusterOptions,
         if membership is not None:
             await membership.stop()
         await runner.stop()
+        await notify.aclose()
         if gateway is not None:
             await gateway.aclose()
         await kafka.stop()

@@ -40,6 +40,7 @@ from ops import admin
 from ops.admin import log_dir, snapshot_dir, store_dir
 from ops.core import CoreServer
 from ops.historyproc import ProcessHistory
+from ops.notify import NotifierWiring
 from ops.settings import Settings, SettingsError, load_settings
 from ops.snapshot import write_snapshot
 from projections import queries
@@ -179,10 +180,16 @@ class EmbeddedNode:
         self.app: Starlette | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self.owner = f"{socket.gethostname()}:{settings.port}"
+        self.notify = NotifierWiring(settings)  # the server sends notifications (§9)
+        self.metrics: Metrics | None = None
 
     def _runner(self, store: RocksStore) -> Runner:
-        return Runner(self.log, store, range(self.log.partitions),
-                      snapshots=snapshotter(self.settings, self.log, self.data))
+        runner = Runner(self.log, store, range(self.log.partitions),
+                        snapshots=snapshotter(self.settings, self.log, self.data),
+                        **self.notify.runner_options(self.settings))  # type: ignore[arg-type]
+        if self.metrics is not None:
+            runner.on_delivery = self.metrics.delivery
+        return runner
 
     async def start(self) -> Starlette:
         self.store = RocksStore(store_dir(self.data), memory_mb=self.settings.store_memory_mb)
@@ -192,7 +199,8 @@ class EmbeddedNode:
         gateway = LocalGateway(self.log, self.runner, self.store,
                                timeout=self.settings.request_timeout)
         self.status = LocalStatus(self.log, self.runner, self.store, owner=self.owner)
-        metrics = Metrics(log=self.log, status=self.status)
+        metrics = self.metrics = Metrics(log=self.log, status=self.status)
+        self.runner.on_delivery = metrics.delivery
         self.app = create_app(self.settings, gateway, history_reader=self.history,
                               status=self.status, metrics=metrics)
         return self.app
@@ -208,6 +216,7 @@ class EmbeddedNode:
             await self.runner.stop()
         if self.store is not None:
             self.store.close()
+        await self.notify.aclose()
 
     # -- control requests (ops/admin.py) ---------------------------------------------------
 

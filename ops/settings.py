@@ -140,6 +140,21 @@ class Settings:
     # -- snapshots (DESIGN.md §8): durations are seconds, written like ``90s``, ``10m``, ``7d``
     snapshot_interval: float = 600.0  # log time between a partition's automatic snapshots
     snapshot_keep: int = 3  # newest snapshots kept per partition (the oldest bounds retention)
+
+    # -- notifications (DESIGN §9; README "Notifications") ------------------------------
+    notifications: bool = True  # posts record deliveries to their queue's subscribers
+    require_confirmation: bool = False  # [notification] require_confirmation
+    notification_private_targets: bool = False  # allow loopback/private/link-local URLs
+    notification_timeout: float = 10.0  # seconds per webhook request or SMTP session
+    notification_concurrency: int = 64  # attempts in flight over all partitions
+    notification_per_subscription: int = 4  # attempts in flight per subscription
+    notification_public_url: str | None = None  # base of confirm links (else relative)
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+
     # -- the log at rest and retention (DESIGN.md §8) --------------------------------------
     log_retention: str = "7d"  # a duration (parse_duration) or "forever"
     log_segment_bytes: int = 64 * 1024 * 1024

@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from projections import delivery
 from projections import keys as K
 from projections.commands import (
     Command,
@@ -27,6 +28,7 @@ from projections.commands import (
     DeleteMessages,
     DeleteQueue,
     DeleteSubscription,
+    DeliveryReport,
     ImportDeadLetters,
     OutboxDone,
     PopMessages,
@@ -94,6 +96,7 @@ HANDLERS: dict[type[Command], Handler] = {
     Sweep: upkeep.sweep,
     ImportDeadLetters: upkeep.import_dead_letters,
     OutboxDone: upkeep.outbox_done,
+    DeliveryReport: delivery.report,
     SetRules: set_rules,
 }
 

@@ -35,6 +35,7 @@ from projections.commands import (
     CreateSubscription,
     DeleteMessage,
     DeleteMessages,
+    DeliveryReport,
     ImportDeadLetters,
     PopMessages,
     PostMessages,
@@ -103,6 +104,10 @@ def essentials(cmd: Command) -> dict[str, Any]:
     if isinstance(cmd, CreateSubscription):
         return {"subscription_id": cmd.subscription_id, "subscriber": cmd.subscriber,
                 "ttl": cmd.ttl}
+    if isinstance(cmd, DeliveryReport):  # who was notified of what, with which answer
+        return {"attempts": [{"subscription_id": r.get("s"), "item": r.get("i"),
+                              "outcome": r.get("r"), "status": r.get("status"),
+                              "error": r.get("error")} for r in cmd.results]}
     if isinstance(cmd, ImportDeadLetters):
         return {"message_ids": [m["id"] for m in cmd.messages],
                 "source_partition": cmd.source_partition, "origin_offset": cmd.origin_offset}

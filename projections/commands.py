@@ -80,6 +80,11 @@ class PostMessages(Command):
     default_ttl: int = 3600
     max_post_size: int = 262144
     max_delay: int = 900
+    # Stamped settings of notification delivery (apply honours them from rules version 3):
+    # record a pending delivery per live subscription, and skip unconfirmed subscriptions
+    # when confirmation is required.
+    deliver: bool = False
+    require_confirmation: bool = False
     max_messages: int = 0  # quota: messages one queue may hold (0 = off)
     max_queues: int = 0  # quota, as on CreateQueue (a post creates its queue lazily)
     queues_elsewhere: int = 0
@@ -135,6 +140,7 @@ class CreateSubscription(Command):
     subscriber: str
     ttl: int = 3600
     options: dict[str, Any] = field(default_factory=dict)
+    require_confirmation: bool = False  # stamped: queue a SubscriptionConfirmation to send
     max_queues: int = 0  # quota, as on CreateQueue (a subscription creates its queue lazily)
     queues_elsewhere: int = 0
 
@@ -159,6 +165,7 @@ class ConfirmSubscription(Command):
     TAG: ClassVar[str] = "subscription.confirm"
     subscription_id: str
     confirmed: bool = True
+    require_confirmation: bool = False  # stamped: ``false`` queues an UnsubscribeConfirmation
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,6 +200,22 @@ class OutboxDone(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryReport(Command):
+    """What the owner's attempts to notify subscribers of one queue answered.
+
+    ``results``: ``{"s": subscription id, "i": item (message id, or ``~confirm`` /
+    ``~unsubscribe``), "r": "delivered" | "failed" | "refused" | "cancelled", "status": HTTP or
+    SMTP code or None, "error": text}``. Apply turns a failure into the next attempt time from
+    the retry policy at this command's log time, or gives the delivery up. ``floor_ms``: no
+    unreported delivery of the partition is due before it (where the next owner scans from).
+    """
+
+    TAG: ClassVar[str] = "delivery.report"
+    results: list[dict[str, Any]] = field(default_factory=list)
+    floor_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SetRules(Command):
     """From this record on, the partition folds under rules ``version`` (DESIGN §7).
 
@@ -209,7 +232,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         CreateQueue, UpdateQueue, DeleteQueue, PurgeQueue, PostMessages, DeleteMessage,
         DeleteMessages, PopMessages, CreateClaim, UpdateClaim, ReleaseClaim,
         CreateSubscription, UpdateSubscription, DeleteSubscription, ConfirmSubscription,
-        Sweep, ImportDeadLetters, OutboxDone, SetRules,
+        Sweep, ImportDeadLetters, OutboxDone, DeliveryReport, SetRules,
     )
 }
 

@@ -34,6 +34,12 @@ OUTBOX = 0x60
 HWM = 0x61
 GARBAGE = 0x70
 GCQ = 0x71  # rules >= 2: incarnations to collect, in the order they were dropped
+DELIVERY = 0x80  # pending delivery: project, queue, subscription, item
+DELIVERY_DUE = 0x81  # index of pending deliveries by next attempt time
+DELIVERY_BODY = 0x82  # a posted message kept for its pending deliveries, with a refcount
+DELIVERY_STATS = 0x83  # per-subscription delivered / failed / pending / last error
+DELIVERY_FLOOR = 0x84  # nothing pending is due before this (the owner's scan start)
+DELIVERY_REFS = 0x85  # how many pending deliveries still need a DELIVERY_BODY
 QUARANTINE = 0x7F
 
 # The kinds living under one queue incarnation: what deleting a queue must collect.

@@ -53,15 +53,29 @@ def queue_metadata(view: View, partition: int, project: str, name: str) -> dict[
     return None if q is None else q["meta"]
 
 
+# Topics are stored as queues named ``!<topic>`` (service/topics.py): ``!`` sorts before every
+# character a queue name may start with, so each kind is one key range of the project.
+TOPIC_MARK = b"!"
+
+
+def _name_range(partition: int, project: str, topics: bool) -> tuple[bytes, bytes, int]:
+    prefix = K.queues_of(partition, project)
+    if topics:
+        return prefix + TOPIC_MARK, K.prefix_end(prefix + TOPIC_MARK), len(prefix) + 1
+    return K.prefix_end(prefix + TOPIC_MARK), K.prefix_end(prefix), len(prefix)
+
+
 def queue_names(view: View, partition: int, project: str, *, after: str | None, limit: int,
                 name_contains: str | None = None,
-                filters: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """Up to ``limit`` queues of a project in one partition, by name, after ``after``."""
-    prefix = K.queues_of(partition, project)
-    start = prefix if after is None else prefix + after.encode() + b"\x00"
+                filters: dict[str, Any] | None = None,
+                topics: bool = False) -> list[tuple[str, dict[str, Any]]]:
+    """Up to ``limit`` queues (or topics) of a project in one partition, by name, after
+    ``after``."""
+    lo, hi, skip = _name_range(partition, project, topics)
+    start = lo if after is None else max(lo, lo[:skip] + after.encode() + b"\x00")
     out: list[tuple[str, dict[str, Any]]] = []
-    for key, raw in view.scan(start, K.prefix_end(prefix)):
-        name = key[len(prefix):].decode()
+    for key, raw in view.scan(start, hi):
+        name = key[skip:].decode()
         if name_contains and name_contains not in name:
             continue
         q = _loads(raw)
@@ -73,9 +87,9 @@ def queue_names(view: View, partition: int, project: str, *, after: str | None, 
     return out
 
 
-def queue_count(view: View, partition: int, project: str) -> int:
-    prefix = K.queues_of(partition, project)
-    return sum(1 for _ in view.scan(prefix, K.prefix_end(prefix)))
+def queue_count(view: View, partition: int, project: str, *, topics: bool = False) -> int:
+    lo, hi, _ = _name_range(partition, project, topics)
+    return sum(1 for _ in view.scan(lo, hi))
 
 
 def stats(view: View, partition: int, project: str, name: str, now: int) -> dict[str, Any]:

@@ -28,10 +28,11 @@ from typing import Self
 import orjson
 
 from log import Log, partition_for
+from projections import delivery, queries
 from projections import keys as K
-from projections import queries
 from projections.apply import apply_into
 from projections.commands import ImportDeadLetters, OutboxDone, SetRules, Sweep, encode
+from projections.deliverer import DeliveryDuty, Sender
 from projections.overlay import Overlay
 from projections.rules import versions
 from projections.snapshots import SnapshotStore, Snapshotter, log_start, prepare
@@ -146,6 +147,9 @@ class Runner:
         sweep_max: int = 1000,
         clock: Callable[[], int] = wall_ms,
         ids: Callable[[], str] = new_id,
+        sender: Sender | None = None,
+        delivery_concurrency: int = 64,
+        delivery_per_subscription: int = 4,
         rules_version: int | None = versions.LATEST,
         snapshots: Snapshotter | None = None,
     ) -> None:
@@ -171,6 +175,12 @@ class Runner:
         self._caught_up: dict[int, asyncio.Event] = {}
         self._started = False
         self._failed: BaseException | None = None
+        # Notification delivery (DESIGN §9): an owner duty when a sender is wired.
+        self._sender = sender
+        self._delivery_overall = asyncio.Semaphore(max(delivery_concurrency, 1))
+        self._delivery_per_sub = max(delivery_per_subscription, 1)
+        self._duties: dict[int, DeliveryDuty] = {}
+        self.on_delivery: Callable[..., None] | None = None  # metrics hook (item, result)
 
     @property
     def partitions(self) -> list[int]:
@@ -286,6 +296,9 @@ class Runner:
             loop.create_task(self._send_outbox_when(p, ready), name=f"outbox-{p}"),
             loop.create_task(self._upgrade_rules_when(p, caught_up), name=f"rules-{p}"),
         ]
+        if self._sender is not None:
+            self._part_tasks[p].append(
+                loop.create_task(self._deliver_when(p, ready), name=f"deliver-{p}"))
 
     async def _run_partition(self, p: int, checked: bool,
                              previous: list[asyncio.Task[None]]) -> None:
@@ -320,6 +333,24 @@ class Runner:
             self._ready.add(p)
             self._ready_events[p].set()
             logger.debug("partition %d: caught up at offset %d", p, self._applied[p])
+
+    async def _deliver_when(self, p: int, ready: asyncio.Event) -> None:
+        await ready.wait()  # like the outbox: only a caught-up owner sends (§9)
+        assert self._sender is not None
+        duty = DeliveryDuty(self._log, self._store, p, self._sender, applied=self.applied,
+                            ids=self._ids, clock=self._clock, overall=self._delivery_overall,
+                            per_subscription=self._delivery_per_sub,
+                            on_result=self._delivered)
+        self._duties[p] = duty
+        try:
+            await duty.run()
+        finally:
+            if self._duties.get(p) is duty:
+                del self._duties[p]
+
+    def _delivered(self, item: object, result: dict) -> None:
+        if self.on_delivery is not None:
+            self.on_delivery(item, result)
 
     async def _send_outbox_when(self, p: int, ready: asyncio.Event) -> None:
         await ready.wait()  # an owner sends its outbox only once caught up (§7)
@@ -404,6 +435,11 @@ class Runner:
                     changes = tx.changes
                     outbox_touched = any(k[2] == K.OUTBOX for k in changes)
                     self._store.commit(changes)
+                    duty = self._duties.get(partition)
+                    if duty is not None:
+                        first = delivery.first_due_insert(partition, changes)
+                        if first is not None:
+                            duty.inserted(first)
                     self._advance(partition, records[i - 1].offset)
                     if partition not in self._ready and records[i - 1].offset >= catch_up:
                         self._mark_ready(partition)

@@ -17,6 +17,7 @@ from service import (
     queues,
     subscriptions,
     system,
+    topics,
     v1,
     versions,
 )
@@ -52,8 +53,8 @@ Q = "/v2/queues/{queue_name}"
 
 def build_routes(admin_mode: bool, *, with_history: bool = False,
                  api_versions: Sequence[str] = API_VERSIONS) -> list[BaseRoute]:
-    """Every routed path. Topics, pools and flavors are not routed: they answer 404
-    (topics are optional, pooling is off — zaqar-api.md §8.13, §9). The history route is
+    """Every routed path. Pools and flavors are not routed: they answer 404 (pooling is off —
+    zaqar-api.md §9); topics are queues of another kind (service/topics.py). The history route is
     Marconi's own (admin role, any ``admin_mode``) and exists when a reader is wired.
     Only the ``api_versions`` enabled are routed (``/`` always is)."""
     routes: list[BaseRoute] = [
@@ -82,6 +83,7 @@ def build_routes(admin_mode: bool, *, with_history: bool = False,
         route(f"{Q}/subscriptions/{{subscription_id}}/confirm",
               PUT=subscriptions.confirm_subscription),
     ]
+    routes += topic_routes()
     if with_history:
         routes.append(route(f"{Q}/history", GET=history.queue_history))
     if admin_mode:
@@ -92,6 +94,35 @@ def build_routes(admin_mode: bool, *, with_history: bool = False,
         if api is not versions.V2:
             routes.extend(v1.routes(api, admin_mode))
     return routes
+
+
+def topic_routes() -> list[BaseRoute]:
+    """``/v2/topics``: the queue handlers on a topic's internal queue (service/topics.py)."""
+    T, on = topics.T, topics.on_topic
+
+    async def list_topics(request):  # type: ignore[no-untyped-def]
+        return await queues.list_names(request, topics=True)
+
+    return [
+        route("/v2/topics", GET=list_topics),
+        route(T, GET=topics.with_topic_metadata(queues.get_queue), PUT=on(queues.create_queue),
+              PATCH=topics.with_topic_metadata(queues.update_queue),
+              DELETE=on(queues.delete_queue)),
+        route(f"{T}/stats", GET=on(queues.queue_stats)),
+        route(f"{T}/purge", POST=on(queues.purge_queue)),
+        route(f"{T}/messages", GET=on(messages.get_messages), POST=on(messages.post_messages),
+              DELETE=on(messages.delete_messages)),
+        route(f"{T}/messages/{{message_id}}", GET=on(messages.get_message),
+              DELETE=on(messages.delete_message)),
+        route(f"{T}/subscriptions", GET=on(subscriptions.list_subscriptions),
+              POST=on(subscriptions.create_subscription)),
+        route(f"{T}/subscriptions/{{subscription_id}}",
+              GET=on(subscriptions.get_subscription),
+              PATCH=on(subscriptions.update_subscription),
+              DELETE=on(subscriptions.delete_subscription)),
+        route(f"{T}/subscriptions/{{subscription_id}}/confirm",
+              PUT=on(subscriptions.confirm_subscription)),
+    ]
 
 
 def create_app(settings: Settings, gateway: Gateway, *,

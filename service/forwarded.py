@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from projections import commands as C
+from service import topics
 from service import validation as V
 from service.errors import INVALID_BODY, HTTPError, bad_request
+from service.notify import ssrf
 
 if TYPE_CHECKING:
     from ops.settings import Settings
@@ -48,7 +50,8 @@ def _check_common(cmd: C.Command, settings: Settings) -> None:
     queue = _str(cmd.queue, "queue")
     client_id = _str(cmd.client_id, "client_id")
     # project "" is v1.0's global namespace (a v1.0 request without X-Project-ID)
-    if not V.valid_project(project) or not V.valid_queue_name(queue):
+    name = topics.public_name(queue)  # a topic travels under its internal queue name
+    if not V.valid_project(project) or not V.valid_queue_name(name):
         raise HTTPError(400, "Invalid queue identification",
                         "The format of the submitted queue name or project id is not valid.")
     if client_id == "":  # a v1.0 request may go without a Client-ID
@@ -170,6 +173,7 @@ def _post(cmd: C.Command, c: _Context) -> dict[str, Any]:
     return {"messages": messages, "size": size, "default_ttl": c.s.default_message_ttl,
             "max_post_size": c.s.max_messages_post_size, "max_delay": c.s.max_message_delay,
             "create_queue": cmd.create_queue, "max_messages": c.s.max_messages_per_queue,
+            "deliver": c.s.notifications, "require_confirmation": c.s.require_confirmation,
             **_quota(cmd, c)}
 
 
@@ -237,7 +241,9 @@ def _create_subscription(cmd: C.Command, c: _Context) -> dict[str, Any]:
     doc = {"subscriber": cmd.subscriber, "ttl": _int(cmd.ttl, "ttl"), "options": cmd.options}
     _subscription_doc(doc, c.s)
     fields = V.subscription_create(doc, c.s, c.now_ms)
-    return {"subscription_id": c.new_id(), **fields, **_quota(cmd, c)}
+    _ssrf(fields, c.s)
+    return {"subscription_id": c.new_id(), "require_confirmation": c.s.require_confirmation,
+            **fields, **_quota(cmd, c)}
 
 
 def _update_subscription(cmd: C.Command, c: _Context) -> dict[str, Any]:
@@ -249,6 +255,7 @@ def _update_subscription(cmd: C.Command, c: _Context) -> dict[str, Any]:
     changes = V.subscription_update(cmd.changes, c.s, c.now_ms)
     if changes != cmd.changes:
         raise bad_request("Subscriptions must be a dict.")
+    _ssrf(changes, c.s)
     return {"changes": changes}
 
 
@@ -260,7 +267,17 @@ def _subscription_id(cmd: C.Command, c: _Context) -> dict[str, Any]:
 def _confirm(cmd: C.Command, c: _Context) -> dict[str, Any]:
     assert isinstance(cmd, C.ConfirmSubscription)
     _str(cmd.subscription_id, "subscription_id")
-    return {"confirmed": V.confirmation({"confirmed": cmd.confirmed})}
+    return {"confirmed": V.confirmation({"confirmed": cmd.confirmed}),
+            "require_confirmation": c.s.require_confirmation}
+
+
+def _ssrf(fields: dict[str, Any], s: Settings) -> None:
+    """The subscribe-time SSRF guard, as the public handler runs it (DESIGN §9)."""
+    subscriber = fields.get("subscriber")
+    if isinstance(subscriber, str) and not s.notification_private_targets:
+        problem = ssrf.literal_refusal(subscriber)
+        if problem is not None:
+            raise bad_request(problem)
 
 
 _Check = Callable[[C.Command, _Context], dict[str, Any]]

@@ -73,7 +73,8 @@ async def enqueue(request: Request, raw: bytes, parsed: list[tuple[Any, int | No
         request, PostMessages, messages=messages, size=len(raw) if size is None else size,
         default_ttl=s.default_message_ttl, max_post_size=s.max_messages_post_size,
         max_delay=s.max_message_delay, create_queue=create_queue,
-        max_messages=s.max_messages_per_queue, **await queue_quota(request))))
+        max_messages=s.max_messages_per_queue, deliver=s.notifications,
+        require_confirmation=s.require_confirmation, **await queue_quota(request))))
     return list(outcome["ids"])
 
 
@@ -83,7 +84,7 @@ async def post_messages(request: Request) -> Response:
     parsed = posted_messages(parse_required(raw, request), settings(request))
     ids = await enqueue(request, raw, parsed)
     queue = queue_name(request)
-    location = f"/v2/queues/{queue}/messages?ids={','.join(ids)}"
+    location = f"{render.queue_href(queue)}/messages?ids={','.join(ids)}"
     return JSONResponse({"resources": [render.message_href(queue, i) for i in ids]},
                         status_code=201, headers={"Location": location})
 
@@ -135,7 +136,7 @@ async def _list(request: Request, q: Query) -> Response:
         params += [(name, render.bool_text(flags[name])) for name in LIST_FLAGS
                    if q.has(name) or (name == "include_delayed" and forced)]
         params.append(("marker", str(found.marker)))
-        links = render.next_link(f"/v2/queues/{queue}/messages", params)
+        links = render.next_link(f"{render.queue_href(queue)}/messages", params)
     return JSONResponse({"messages": items, "links": links})
 
 

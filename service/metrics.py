@@ -340,6 +340,20 @@ class Metrics:
             ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.state = _StateCollector(log, status)
         self.registry.register(self.state)
+        self.deliveries = Counter(
+            "marconi_notification_attempts", "Notification delivery attempts by subscriber "
+            "scheme, kind (notification, confirmation) and outcome",
+            ["scheme", "kind", "outcome"], registry=self.registry)
+
+    def delivery(self, item: Any, result: dict[str, Any]) -> None:
+        """Count one delivery attempt (the runner's ``on_delivery`` hook)."""
+        sub = getattr(item, "subscription", None) or {}
+        scheme = str(sub.get("subscriber", "")).split(":", 1)[0].lower() or "none"
+        if scheme not in ("http", "https", "mailto"):
+            scheme = "other"
+        kind = {"n": "notification", "c": "confirmation", "u": "unsubscribe"}.get(
+            getattr(item, "kind", ""), "other")
+        self.deliveries.labels(scheme, kind, str(result.get("r", "failed"))).inc()
 
     def attach(self, *, log: CountingLog | None = None,
                status: NodeStatus | None = None) -> None:

@@ -465,14 +465,17 @@ class QueueName(_Check):
 
     def check(self, scope: Scope, headers: Headers) -> Response | None:
         st = state(scope)
-        name = st.get("path_params", {}).get("queue_name")
+        params = st.get("path_params", {})
+        kind, name = "queue", params.get("queue_name")
+        if name is None:  # topics have the same rules in their own words (§8.13)
+            kind, name = "topic", params.get("topic_name")
         if name is None:
             return None
         if valid_queue_name(name) and valid_project(st.get("project", "")):
             return None
         return error_response(
-            400, "Invalid queue identification",
-            "The format of the submitted queue name or project id is not valid.")
+            400, f"Invalid {kind} identification",
+            f"The format of the submitted {kind} name or project id is not valid.")
 
 
 class MethodCheck(_Check):

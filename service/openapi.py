@@ -498,7 +498,42 @@ def _operations() -> dict[tuple[str, str], Builder]:
                         _query("marker", _int(0), "Log offset; the page starts after it.")],
             errors=(403,))
 
+    ops.update(_topic_operations(ops))
     return ops
+
+
+T = "/v2/topics/{topic_name}"
+TOPIC = _path("topic_name", f"Topic name: {QUEUE_NAME_PATTERN}, at most {QUEUE_NAME_MAX}.")
+# Queue routes that topics mirror (service/topics.py): no claims, share or history.
+TOPIC_MIRRORED = ("", "/stats", "/purge", "/messages", "/messages/{message_id}",
+                  "/subscriptions", "/subscriptions/{subscription_id}",
+                  "/subscriptions/{subscription_id}/confirm")
+
+
+def _topic_operations(ops: dict[tuple[str, str], Builder]) -> dict[tuple[str, str], Builder]:
+    """The topic operations: each the queue operation with ``topic_name`` for ``queue_name``
+    (a topic is a queue of another kind, service/topics.py)."""
+    out: dict[tuple[str, str], Builder] = {}
+    for (path, method), builder in ops.items():
+        if not path.startswith(Q) or path[len(Q):] not in TOPIC_MIRRORED:
+            continue
+
+        def topic(s: Settings, builder: Builder = builder) -> Operation:
+            op = builder(s)
+            op["operationId"] = "topic" + op["operationId"][0].upper() + op["operationId"][1:]
+            op["parameters"] = [TOPIC if p is QUEUE else p for p in op["parameters"]]
+            return op
+
+        out[(T + path[len(Q):], method)] = topic
+
+    def list_topics(s: Settings) -> Operation:
+        op = ops[("/v2/queues", "GET")](s)
+        op.update(operationId="listTopics", summary="List the project's topics, by name.")
+        op["responses"]["200"] = _json("A page of topics.", _ref("schemas", "TopicList"))
+        return op
+
+    out[("/v2/topics", "GET")] = list_topics
+    return out
 
 
 OPERATIONS = _operations()
@@ -544,6 +579,10 @@ def _components(s: Settings) -> dict[str, Any]:
             "Error": error,
             "QueueList": {"type": "object", "required": ["queues", "links"], "properties": {
                 "queues": {"type": "array", "items": {"type": "object"}},
+                "links": {"type": "array", "items": link},
+                "count": {"type": "integer"}}},
+            "TopicList": {"type": "object", "required": ["topics", "links"], "properties": {
+                "topics": {"type": "array", "items": {"type": "object"}},
                 "links": {"type": "array", "items": link},
                 "count": {"type": "integer"}}},
         },

@@ -14,6 +14,7 @@ from projections.commands import CreateQueue, DeleteQueue, PurgeQueue, UpdateQue
 from projections.metadata import with_defaults
 from projections.store import View
 from service import render, signing
+from service import topics as topic_names
 from service.context import command, gateway, project, queue_name, settings
 from service.errors import INVALID_BODY, HTTPError, bad_body, bad_request, check_outcome
 from service.quotas import queue_quota
@@ -47,6 +48,11 @@ def _filter_value(raw: str) -> Any:
 
 async def list_queues(request: Request) -> Response:
     """Fan out to every partition (each with its barrier), merge by name, fill the page."""
+    return await list_names(request, topics=False)
+
+
+async def list_names(request: Request, *, topics: bool) -> Response:
+    """``GET /v2/queues`` or, with ``topics``, ``GET /v2/topics`` (service/topics.py)."""
     s = settings(request)
     q = query(request)
     limit = queues_limit(q.int("limit", DEFAULT_LIMIT) or 0, s.max_queues_per_page)
@@ -57,12 +63,14 @@ async def list_queues(request: Request) -> Response:
     filters = {k: _filter_value(q.str(k) or "") for k in q.names() if k not in LIST_PARAMS}
     proj = project(request)
     found, views = await queue_page(request, limit=limit, marker=marker, name=name,
-                                    filters=filters or None)
+                                    filters=filters or None, topics=topics)
     items = []
     for queue, metadata in found:
-        item: dict[str, Any] = {"name": queue, "href": render.queue_href(queue)}
+        stored_name = topic_names.internal(queue) if topics else queue
+        item: dict[str, Any] = {"name": queue, "href": render.queue_href(stored_name)}
         if detailed:
-            item["metadata"] = with_defaults(metadata, s.limits())
+            item["metadata"] = (topic_names.topic_defaults(metadata, s.limits()) if topics
+                                else with_defaults(metadata, s.limits()))
         items.append(item)
     links: list[dict[str, str]] = []
     if items:
@@ -71,10 +79,11 @@ async def list_queues(request: Request) -> Response:
                   for k, v in params]
         params += [(k, q.str(k) or "") for k in filters]
         params.append(("marker", items[-1]["name"]))
-        links = render.next_link("/v2/queues", params)
-    body: dict[str, Any] = {"queues": items, "links": links}
+        links = render.next_link("/v2/topics" if topics else "/v2/queues", params)
+    body: dict[str, Any] = {"topics" if topics else "queues": items, "links": links}
     if with_count:
-        count = sum(queries.queue_count(view, partition, proj) for partition, view in views)
+        count = sum(queries.queue_count(view, partition, proj, topics=topics)
+                    for partition, view in views)
         if count:
             body["count"] = count
     return JSONResponse(body)
@@ -82,6 +91,7 @@ async def list_queues(request: Request) -> Response:
 
 async def queue_page(request: Request, *, limit: int, marker: str | None,
                      name: str | None = None, filters: dict[str, Any] | None = None,
+                     topics: bool = False,
                      ) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[int, View]]]:
     """Up to ``limit`` (name, stored metadata) of the project after ``marker``, by name, and
     the views read (every partition, each behind its barrier)."""
@@ -90,7 +100,8 @@ async def queue_page(request: Request, *, limit: int, marker: str | None,
     found: list[tuple[str, dict[str, Any]]] = []
     for partition, view in views:
         found.extend(queries.queue_names(view, partition, proj, after=marker, limit=limit,
-                                         name_contains=name, filters=filters))
+                                         name_contains=name, filters=filters,
+                                         topics=topics))
     found.sort(key=lambda item: item[0].encode())
     return found[:limit], views
 

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from projections.queries import Message
+from service import topics
 
 STATS_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -18,21 +19,22 @@ V2 = "/v2"  # hrefs take the API's path prefix; v1.0 and v1.1 pass "/v1", "/v1.1
 
 
 def queue_href(queue: str, prefix: str = V2) -> str:
-    return f"{prefix}/queues/{queue}"
+    """``<prefix>/queues/<q>``, or ``<prefix>/topics/<t>`` for a topic's internal name."""
+    return prefix + topics.base_href(queue)[len(V2):]
 
 
 def message_href(queue: str, message_id: str, claim_id: str | None = None,
                  prefix: str = V2) -> str:
-    href = f"{prefix}/queues/{queue}/messages/{message_id}"
+    href = f"{queue_href(queue, prefix)}/messages/{message_id}"
     return href if claim_id is None else f"{href}?claim_id={claim_id}"
 
 
 def claim_href(queue: str, claim_id: str, prefix: str = V2) -> str:
-    return f"{prefix}/queues/{queue}/claims/{claim_id}"
+    return f"{queue_href(queue, prefix)}/claims/{claim_id}"
 
 
 def subscriptions_href(queue: str) -> str:
-    return f"/v2/queues/{queue}/subscriptions"
+    return f"{queue_href(queue)}/subscriptions"
 
 
 def checksum(body: Any) -> str:

@@ -1,21 +1,29 @@
-"""Subscription resources (zaqar-api.md §8.11). Delivery of notifications is not part of the
-HTTP face; these handlers keep the records."""
+"""Subscription resources (zaqar-api.md §8.11), on queues and on topics.
+
+Delivery itself is the partition owner's duty (``projections.deliverer``); here subscriber
+URLs meet the SSRF guard, confirmation settings are stamped on the commands, and a
+subscription's GET shows its delivery counters (``delivery``: delivered, failed, given up,
+pending, last error — extra keys are allowed).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from projections import queries
+from projections import delivery, queries
 from projections.commands import (
     ConfirmSubscription,
     CreateSubscription,
     DeleteSubscription,
     UpdateSubscription,
 )
-from service import render
+from service import render, topics
 from service.context import command, gateway, new_id, project, queue_name, settings
-from service.errors import check_outcome, not_found
+from service.errors import bad_request, check_outcome, not_found
+from service.notify import ssrf
 from service.quotas import queue_quota
 from service.responses import JSONResponse, empty
 from service.validation import (
@@ -34,6 +42,26 @@ from service.validation import (
 DEFAULT_LIMIT = 10
 
 
+def _guard(request: Request, fields: dict[str, Any]) -> None:
+    """Refuse non-public subscriber URLs unless private targets are allowed (§9)."""
+    subscriber = fields.get("subscriber")
+    if subscriber is None or settings(request).notification_private_targets:
+        return
+    problem = ssrf.literal_refusal(subscriber)
+    if problem is not None:
+        raise bad_request(problem)
+
+
+def _shown(sub: dict[str, Any], view: Any, partition: int, project_id: str,
+           queue: str, *, stats: bool) -> dict[str, Any]:
+    sub = {**sub, "source": topics.public_name(queue)}
+    if stats:
+        counters = delivery.subscription_stats(view, partition, project_id, queue, sub["id"])
+        sub["delivery"] = counters or {"delivered": 0, "failed": 0, "given_up": 0,
+                                       "pending": 0, "last_error": None, "last_status": None}
+    return sub
+
+
 async def create_subscription(request: Request) -> Response:
     """201 with the new id — or the existing one while it is unconfirmed; 409 if confirmed."""
     s = settings(request)
@@ -41,9 +69,11 @@ async def create_subscription(request: Request) -> Response:
     gw = gateway(request)
     now = gw.now_ms(gw.partition_of(project(request), queue_name(request)))
     fields = subscription_create(parse_optional(raw), s, now)
+    _guard(request, fields)
     location = {"Location": render.subscriptions_href(queue_name(request))}
     outcome = check_outcome(await gw.execute(command(
-        request, CreateSubscription, subscription_id=new_id(), **fields,
+        request, CreateSubscription, subscription_id=new_id(),
+        require_confirmation=s.require_confirmation, **fields,
         **await queue_quota(request))),
         conflict_headers=location)
     return JSONResponse({"subscription_id": outcome["subscription_id"]}, status_code=201,
@@ -64,7 +94,8 @@ async def list_subscriptions(request: Request) -> Response:
         params = [("limit", q.str("limit") or "")] if q.has("limit") else []
         params.append(("marker", subs[-1]["id"]))
         links = render.next_link(render.subscriptions_href(queue), params)
-    return JSONResponse({"subscriptions": subs, "links": links})
+    shown = [_shown(sub, view, partition, proj, queue, stats=False) for sub in subs]
+    return JSONResponse({"subscriptions": shown, "links": links})
 
 
 async def get_subscription(request: Request) -> Response:
@@ -74,7 +105,7 @@ async def get_subscription(request: Request) -> Response:
     sub = queries.get_subscription(view, partition, proj, queue, sub_id, now)
     if sub is None:
         raise not_found(f"Subscription {sub_id} does not exist")
-    return JSONResponse(sub)
+    return JSONResponse(_shown(sub, view, partition, proj, queue, stats=True))
 
 
 async def update_subscription(request: Request) -> Response:
@@ -83,6 +114,7 @@ async def update_subscription(request: Request) -> Response:
     gw = gateway(request)
     now = gw.now_ms(gw.partition_of(project(request), queue_name(request)))
     changes = subscription_update(parse_optional(raw), s, now)
+    _guard(request, changes)
     sub_id = request.path_params["subscription_id"]
     location = {"Location": f"{render.subscriptions_href(queue_name(request))}/{sub_id}"}
     check_outcome(await gw.execute(command(
@@ -103,6 +135,7 @@ async def confirm_subscription(request: Request) -> Response:
     confirmed = confirmation(parse_required(raw, request))
     sub_id = request.path_params["subscription_id"]
     check_outcome(await gateway(request).execute(command(
-        request, ConfirmSubscription, subscription_id=sub_id, confirmed=confirmed)))
+        request, ConfirmSubscription, subscription_id=sub_id, confirmed=confirmed,
+        require_confirmation=s.require_confirmation)))
     location = f"{render.subscriptions_href(queue_name(request))}/{sub_id}/confirm"
     return empty(204, {"Location": location})

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from projections import delivery
 from projections.commands import DeleteMessage, DeleteMessages, PopMessages, PostMessages
 from projections.overlay import Overlay
-from projections.rules import quotas
+from projections.rules import quotas, versions
 from projections.rules.index import (
     append_message,
     find_message,
@@ -53,11 +54,16 @@ def post(tx: Overlay, cmd: PostMessages, ctx: Context, meta: dict[str, Any]) -> 
     quotas.check_messages(q, cmd)
     quotas.check_new_queue(tx, ctx, cmd)
     q = ensure_queue(tx, ctx, cmd.project, cmd.queue)
+    posted = []
     for m, delay in zip(cmd.messages, delays, strict=True):
         ttl = m.ttl if m.ttl is not None else default_ttl
         append_message(tx, ctx, meta, cmd.project, cmd.queue, q, message_id=m.id, body=m.body,
                         ttl=ttl, client_id=cmd.client_id, delay=delay)
+        posted.append((m.id, m.body, ttl))
     put_queue(tx, ctx, cmd.project, cmd.queue, q)
+    if ctx.rules >= versions.NOTIFY and cmd.deliver:  # ``deliver``: the stamped setting
+        delivery.on_post(tx, ctx.partition, ctx.now, cmd.project, cmd.queue, posted,
+                         require_confirmation=cmd.require_confirmation)
     return {"ids": [m.id for m in cmd.messages]}
 
 

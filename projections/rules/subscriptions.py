@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from projections import delivery
 from projections import keys as K
 from projections.commands import (
     ConfirmSubscription,
@@ -16,7 +17,7 @@ from projections.commands import (
     UpdateSubscription,
 )
 from projections.overlay import Overlay
-from projections.rules import quotas
+from projections.rules import quotas, versions
 from projections.rules.state import Context, Outcome, Rejected, dumps, ensure_queue, loads
 from projections.store import View
 
@@ -69,6 +70,10 @@ def create_subscription(tx: Overlay, cmd: CreateSubscription, ctx: Context,
             if existing["confirmed"]:
                 raise Rejected("conflict", "Such subscription already exists.Subscriptions are "
                                            "unique by project + queue + subscriber URI.")
+            # Re-sent while unconfirmed, like upstream.
+            if ctx.rules >= versions.NOTIFY and cmd.require_confirmation:
+                delivery.request_confirmation(tx, ctx.partition, ctx.now, cmd.project,
+                                              cmd.queue, existing)
             return {"subscription_id": existing["id"], "created": False}
         stale = tx.get(sub_key(ctx, cmd.project, cmd.queue, existing_id.decode()))
         if stale is not None:
@@ -79,6 +84,8 @@ def create_subscription(tx: Overlay, cmd: CreateSubscription, ctx: Context,
            "options": cmd.options, "c": ctx.now, "e": ctx.now + cmd.ttl * 1000,
            "confirmed": False}
     put_subscription(tx, ctx, cmd.project, cmd.queue, sub)
+    if ctx.rules >= versions.NOTIFY and cmd.require_confirmation:
+        delivery.request_confirmation(tx, ctx.partition, ctx.now, cmd.project, cmd.queue, sub)
     return {"subscription_id": sub["id"], "created": True}
 
 
@@ -127,4 +134,7 @@ def confirm_subscription(tx: Overlay, cmd: ConfirmSubscription, ctx: Context,
         raise sub_not_found(cmd.subscription_id)
     sub["confirmed"] = cmd.confirmed
     tx.put(sub_key(ctx, cmd.project, cmd.queue, sub["id"]), dumps(sub))
+    if ctx.rules >= versions.NOTIFY and cmd.require_confirmation and not cmd.confirmed:
+        delivery.request_confirmation(tx, ctx.partition, ctx.now, cmd.project, cmd.queue, sub,
+                                      unsubscribe=True)
     return {}

@@ -28,9 +28,17 @@ expiry catch-up in slices; delayed messages in their own index moved to the free
 due; a claim never expires more than a bounded number of messages inline; a message stamped
 with a delay is claimable once that time has passed, whatever the queue's metadata says now."""
 
+NOTIFY = 3
+"""Notifications (issue 12, DESIGN §9): a post records one pending delivery per (message,
+live subscription) — only confirmed ones when the post is stamped ``require_confirmation`` —
+a subscription create/confirm stamped so queues its (Un)SubscriptionConfirmation, and a
+``DeliveryReport`` clears, reschedules (Zaqar's retry policy at its log time) or gives up
+deliveries. Before it, posts and subscriptions record no deliveries and a report is a no-op."""
+
 VERSIONS: dict[int, str] = {
     ORIGINAL: "first release",
     BOUNDED: "bounded work: cursors, sliced purge/GC/expiry, delayed index, free is free",
+    NOTIFY: "notifications: pending deliveries at post time, delivery reports, confirmation",
 }
 LATEST = max(VERSIONS)
 

@@ -23,6 +23,7 @@ from log.kafkalog import KafkaLog
 from ops.bench.cluster import LocalCluster, NodeProcess, headers, queue_on
 from projections.memstore import MemoryStore
 from projections.runner import digest_partition, fold
+from tests.support.receivers import HttpReceiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
@@ -37,7 +38,8 @@ SECRET = uuid.uuid4().hex
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     c = LocalCluster(tmp_path_factory.mktemp("cluster"), partitions=PARTITIONS,
                      session_timeout_ms=SESSION_MS,
-                     env={"MARCONI_ADMIN_MODE": "true", "MARCONI_CLUSTER_SECRET": SECRET})
+                     env={"MARCONI_ADMIN_MODE": "true", "MARCONI_CLUSTER_SECRET": SECRET,
+                          "MARCONI_NOTIFICATION_PRIVATE_TARGETS": "true"})  # 127.0.0.1 hooks
     try:
         c.start_broker()
         for name in ("a", "b", "c"):
@@ -418,6 +420,77 @@ def test_graceful_scale_up_and_down(cluster: LocalCluster) -> None:
     roundtrip(cluster.nodes["b"].url, project, queues)
     print(f"\nscale-up to 4 nodes settled in {up:.1f} s ({len(d_parts)} partitions moved); "
           f"scale-down settled in {down:.1f} s")
+
+
+# -- notifications: the next owner resumes a dead owner's deliveries --------------------------
+
+
+def test_a_failover_resumes_the_dead_owners_deliveries(cluster: LocalCluster) -> None:
+    """Deliveries pending on b (its receiver failing) when b is kill -9ed are sent by the
+    node that takes the partition over, from the state the log rebuilt (DESIGN §9)."""
+    cluster.wait_settled(timeout=60)
+    a, b, c = (cluster.nodes[n] for n in ("a", "b", "c"))
+    project = "notify"
+    h = headers(project)
+    victim_part = owned_by(cluster, b)[0]
+    q = queue_on(victim_part, PARTITIONS, project, prefix="hook")
+    up = threading.Event()  # the receiver answers 503 until b is dead
+    receiver = HttpReceiver(decide=lambda n, path, body: 200 if up.is_set() else 503).start()
+    try:
+        policy = {"retries_with_no_delay": 0, "minimum_delay_retries": 1000,
+                  "minimum_delay": 1, "maximum_delay": 11, "maximum_delay_retries": 0}
+        r = httpx.post(f"{a.url}/v2/queues/{q}/subscriptions", headers=h, json={
+            "subscriber": f"{receiver.url}/hook", "ttl": 3600,
+            "options": {"_retry_policy": policy}})
+        assert r.status_code == 201, r.text
+        sub_id = r.json()["subscription_id"]
+        n = 10
+        r = httpx.post(f"{c.url}/v2/queues/{q}/messages", headers=h,
+                       json={"messages": [{"body": {"n": i}} for i in range(n)]})
+        assert r.status_code == 201, r.text
+        ids = [href.rsplit("/", 1)[1] for href in r.json()["resources"]]
+
+        def seen(status: int | None = None) -> set[int]:
+            return {hit.json()["body"]["n"] for hit in receiver.snapshot()
+                    if status is None or hit.status == status}
+
+        deadline = time.monotonic() + 30
+        while seen() != set(range(n)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert seen() == set(range(n)), "b never tried every message"
+        assert seen(200) == set()
+        cluster.kill("b")
+        up.set()
+        failed_before = len(receiver.snapshot())
+        cluster.wait_settled(["a", "c"], timeout=60)
+        deadline = time.monotonic() + 60
+        while seen(200) != set(range(n)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert seen(200) == set(range(n)), f"delivered after the failover: {sorted(seen(200))}"
+        delivered = [hit for hit in receiver.snapshot()[failed_before:] if hit.status == 200]
+        assert all(hit.json()["queue_name"] == q for hit in delivered)
+        keys = {next(v for k, v in hit.headers.items() if k.lower() == "idempotency-key")
+                for hit in delivered}
+        assert keys == {f"{mid}:{sub_id}" for mid in ids}  # one per (message, subscription)
+        stats: dict[str, int] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = httpx.get(f"{a.url}/v2/queues/{q}/subscriptions/{sub_id}", headers=h)
+            assert got.status_code == 200, got.text
+            stats = got.json()["delivery"]
+            if stats["delivered"] == n and stats["pending"] == 0:
+                break
+            time.sleep(0.2)
+        assert (stats["delivered"], stats["pending"]) == (n, 0), stats
+        assert stats["failed"] >= n  # b's attempts are in the log, the new owner's answers too
+        print(f"\nfailover resumed {n} deliveries: {len(delivered)} delivered after the kill "
+              f"({len(delivered) - n} duplicates), {stats['failed']} failed attempts before")
+    finally:
+        receiver.stop()
+        if not b.alive():
+            cluster.start_node("b")
+            cluster.wait_listening(b)
+        cluster.wait_settled(timeout=60)
 
 
 # -- every node's partitions against a rebuild from the log --------------------------------

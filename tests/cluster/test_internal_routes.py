@@ -189,7 +189,7 @@ async def test_legitimate_commands_pass(node: Node) -> None:
         base(C.CreateClaim, claim_id="c", ttl=60, grace=60, limit=1),
         base(C.DeleteMessages, message_ids=["a", "b"]),
         base(C.PopMessages, count=1),
-        base(C.CreateSubscription, subscription_id="s", subscriber="http://127.0.0.1:9/x",
+        base(C.CreateSubscription, subscription_id="s", subscriber="http://example.com/x",
              ttl=3600, options={"k": "v"}),
         base(C.PurgeQueue, resource_types=["messages"]),
         base(C.DeleteQueue),

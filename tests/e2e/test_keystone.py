@@ -115,7 +115,8 @@ def _start_marconi(keystone: Keystone, data: Path, port: int) -> subprocess.Pope
            "MARCONI_KEYSTONE_AUTH_URL": keystone.url, "MARCONI_KEYSTONE_USERNAME": "marconi",
            "MARCONI_KEYSTONE_PASSWORD": SERVICE_PASSWORD,
            "MARCONI_KEYSTONE_PROJECT_NAME": "service",
-           "MARCONI_KEYSTONE_TOKEN_CACHE_TIME": str(CACHE_SECONDS)}
+           "MARCONI_KEYSTONE_TOKEN_CACHE_TIME": str(CACHE_SECONDS),
+           "MARCONI_NOTIFICATION_PRIVATE_TARGETS": "true"}  # the cycles subscribe loopback
     proc = subprocess.Popen(
         [sys.executable, "-m", "ops.cli", "--log-level", "WARNING", "serve", "--data",
          str(data), "--port", str(port)], cwd=ROOT, env=env,

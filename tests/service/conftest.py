@@ -70,6 +70,9 @@ async def make_service(tmp_path: Path) -> AsyncIterator[Factory]:
     started: list[tuple[httpx.AsyncClient, Runner, FileLog]] = []
 
     async def factory(**overrides: Any) -> Service:
+        # Upstream's protocol examples subscribe private URLs (10.0.0.1); the SSRF guard has
+        # its own tests (tests/service/test_notify_ssrf.py).
+        overrides.setdefault("notification_private_targets", True)
         settings = Settings(data=str(tmp_path), partitions=PARTITIONS, **overrides)
         log = FileLog(tmp_path / f"log{len(started)}", PARTITIONS)
         await log.start()

@@ -64,7 +64,9 @@ def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
     port = free_port()
     data = tmp_path / "data"
     proc = start_server(data, port, {"MARCONI_SECRET_KEY": "e2e-secret",
-                                     "MARCONI_PARTITIONS": "4"})
+                                     "MARCONI_PARTITIONS": "4",
+                                     # the subscriber below is a loopback URL
+                                     "MARCONI_NOTIFICATION_PRIVATE_TARGETS": "true"})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc)
