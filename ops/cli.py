@@ -112,6 +112,23 @@ def _bench_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_takeover(args: argparse.Namespace) -> int:
+    from ops.bench.takeover import main
+
+    main(records=args.records, partitions=args.partitions, interval=args.interval,
+         session_timeout_ms=args.session_timeout_ms)
+    return 0
+
+
+def _bench_retention(args: argparse.Namespace) -> int:
+    from ops.bench.retention import main
+
+    main(minutes=args.minutes, retention=args.retention, interval=args.interval,
+         segment_bytes=args.segment_bytes, scale=args.scale, partitions=args.partitions,
+         queues=args.queues, rate=args.rate, body_bytes=args.body_bytes)
+    return 0
+
+
 def _bench_core(args: argparse.Namespace) -> int:
     from ops.bench.core import main
 
@@ -372,6 +389,31 @@ def build_parser() -> argparse.ArgumentParser:
     bclu.add_argument("--failover-only", action="store_true",
                       help="skip the throughput and forwarding runs")
     bclu.set_defaults(func=_bench_cluster)
+    btake = bench_add("takeover",
+                      help="a fresh node taking over a long partition: from 0 vs a snapshot")
+    btake.add_argument("--records", type=int, default=100_000,
+                       help="records of history on the partition taken over")
+    btake.add_argument("--partitions", type=int, default=4, help="partitions of the topic")
+    btake.add_argument("--interval", default="2m",
+                       help="snapshot_interval of the nodes that take snapshots")
+    btake.add_argument("--session-timeout-ms", type=int, default=6000,
+                       help="group session timeout of the nodes")
+    btake.set_defaults(func=_bench_takeover)
+    bret = bench_add("retention",
+                     help="retention soak on the real clock: disk, start offsets, digest")
+    bret.add_argument("--minutes", type=float, default=40.0, help="length of the load")
+    bret.add_argument("--retention", default="10m", help="log_retention of the server")
+    bret.add_argument("--interval", default="2m", help="snapshot_interval of the server")
+    bret.add_argument("--segment-bytes", type=int, default=1 << 20,
+                      help="log_segment_bytes of the server")
+    bret.add_argument("--scale", type=float, default=1.0,
+                      help="multiply minutes, retention and interval (0.1: a 4-minute run)")
+    bret.add_argument("--partitions", type=int, default=2, help="partitions of the log")
+    bret.add_argument("--queues", type=int, default=3, help="queues under load")
+    bret.add_argument("--rate", type=float, default=4.0,
+                      help="post+claim+delete rounds per second per queue")
+    bret.add_argument("--body-bytes", type=int, default=1000, help="bytes of each body")
+    bret.set_defaults(func=_bench_retention)
     bcore = bench_add("core", help="apply and rebuild throughput")
     bcore.add_argument("--commands", type=int, default=50_000, help="commands folded")
     bcore.add_argument("--partitions", type=int, default=4, help="partitions of the log")

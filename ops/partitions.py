@@ -30,9 +30,10 @@ from rich.console import Console
 from rich.table import Table
 
 from log.filelog import FileLog
-from ops.admin import ControlError, log_dir, open_store_or_none, request
+from ops.admin import ControlError, log_dir, open_store_or_none, request, snapshot_dir
 from projections import queries
 from projections.rocksstore import RocksStore
+from projections.snapshots import FileSnapshots, SnapshotInfo
 from service.metrics import CountingLog, LocalStatus, PartitionStatus
 
 
@@ -58,8 +59,14 @@ async def offline_status(data: str | Path, store: RocksStore) -> list[PartitionS
     try:
         counted = CountingLog(log)
         await counted.refresh()
+        snaps = FileSnapshots(snapshot_dir(data))
+
+        def newest(p: int) -> SnapshotInfo | None:
+            infos = snaps.list_sync(p)
+            return infos[-1] if infos else None
+
         status = LocalStatus(counted, _StoreOffsets(store, log.partitions), store,
-                             owner=f"{socket.gethostname()} (stopped)")
+                             owner=f"{socket.gethostname()} (stopped)", snapshot_of=newest)
         return status.partition_status()
     finally:
         await log.stop()
@@ -163,14 +170,22 @@ def _print(rows: list[dict[str, Any]], title: str, as_json: bool) -> int:
         return 0
     table = Table(title=title)
     for column in ("partition", "owner", "applied offset", "end offset", "lag",
-                   "quarantined", "outbox"):
+                   "quarantined", "outbox", "start offset", "log MB", "snapshot at",
+                   "snapshot age s"):
         table.add_column(column, justify="left" if column == "owner" else "right")
     for row in rows:
+        size = row.get("log_bytes")
         table.add_row(str(row["partition"]), row["owner"], str(row["applied_offset"]),
                       str(row["end_offset"]), str(row["lag"]), str(row["quarantined"]),
-                      str(row["outbox"]))
-    Console(width=120).print(table)
+                      str(row["outbox"]), _cell(row.get("start_offset")),
+                      f"{size / 1e6:.1f}" if isinstance(size, int) else _cell(size),
+                      _cell(row.get("snapshot_offset")), _cell(row.get("snapshot_age_s")))
+    Console(width=160).print(table)
     return 0
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -240,6 +240,7 @@ class EmbeddedNode:
         op = body.get("op")
         if op == "status":
             assert self.status is not None
+            await self.status.refresh()
             return {"partitions": [row.as_json() for row in self.status.partition_status()]}
         if op == "snapshot":
             assert self.store is not None

@@ -316,6 +316,8 @@ class Runner:
                 raise
         if self._snap is not None:
             self._snap.reset(self._store, p)
+            with contextlib.suppress(Exception):  # only for reporting: never stops a tail
+                await self._snap.recall(p)
         target = await self._log.end_offset(p) - 1
         if self._applied[p] >= target:
             self._mark_ready(p)

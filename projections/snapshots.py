@@ -515,6 +515,13 @@ class Snapshotter:
     _tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     _waiting: int = 0
 
+    async def recall(self, partition: int) -> None:
+        """Remember the newest snapshot kept of ``partition`` (what operators see as its
+        snapshot before this process takes one)."""
+        infos = await self.snapshots.list(partition)
+        if infos and (partition not in self.last or infos[-1].offset > self.last[partition].offset):
+            self.last[partition] = infos[-1]
+
     def reset(self, store: View, partition: int) -> None:
         """Start judging crossings from the store's effective time (at every launch)."""
         self._time[partition] = int(queries.partition_state(store, partition)["time"])

@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from log import Log
 from projections import queries
+from projections.snapshots import SnapshotInfo
 from projections.store import View
 from service.types import Message, Receive, Scope, Send
 
@@ -45,6 +46,13 @@ class PartitionStatus:
     end_offset: int
     quarantined: int
     outbox: int
+    # retention and snapshots (DESIGN.md §8): the first offset the log still holds, its bytes
+    # on disk (None where the log cannot tell: Kafka), the newest snapshot's offset and its
+    # age in log time (the partition's effective time minus the snapshot's), None: no snapshot
+    start_offset: int = 0
+    log_bytes: int | None = None
+    snapshot_offset: int | None = None
+    snapshot_age_s: float | None = None
 
     @property
     def lag(self) -> int:
@@ -54,7 +62,9 @@ class PartitionStatus:
     def as_json(self) -> dict[str, Any]:
         return {"partition": self.partition, "owner": self.owner,
                 "applied_offset": self.applied_offset, "end_offset": self.end_offset,
-                "lag": self.lag, "quarantined": self.quarantined, "outbox": self.outbox}
+                "lag": self.lag, "quarantined": self.quarantined, "outbox": self.outbox,
+                "start_offset": self.start_offset, "log_bytes": self.log_bytes,
+                "snapshot_offset": self.snapshot_offset, "snapshot_age_s": self.snapshot_age_s}
 
 
 class NodeStatus(Protocol):
@@ -82,6 +92,9 @@ class CountingLog:
         self.records = 0  # records appended
         self.sweeps = 0  # Sweep commands appended
         self.ends: dict[int, int] = {}
+        self.starts: dict[int, int] = {}  # log start per partition, as last seen
+        self.sizes: dict[int, int] = {}  # bytes on disk per partition (logs that can tell)
+        self._figures_at = float("-inf")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._log, name)
@@ -101,6 +114,31 @@ class CountingLog:
     async def refresh(self) -> None:
         for p in range(self._log.partitions):
             await self.end_offset(p)
+        await self.refresh_figures(min_interval=0.0)
+
+    async def refresh_figures(self, *, min_interval: float = 1.0,
+                              partitions: Iterable[int] | None = None) -> None:
+        """Read the log start and size of each partition (at most every ``min_interval``
+        seconds: a scrape must stay a few reads; KafkaLog's start is a broker request)."""
+        now = time.monotonic()
+        if now - self._figures_at < min_interval:
+            return
+        self._figures_at = now
+        sizes = getattr(self._log, "log_bytes", None)
+        for p in range(self._log.partitions) if partitions is None else partitions:
+            await self.start_offset(p)
+            if sizes is not None:
+                self.sizes[p] = int(await sizes(p))
+
+    async def start_offset(self, partition: int) -> int:
+        start = int(await self._log.start_offset(partition))
+        self.starts[partition] = start
+        return start
+
+    async def retain(self, partition: int, keep_from: int, older_than_ms: int) -> Any:
+        result = await self._log.retain(partition, keep_from, older_than_ms)
+        self.starts[partition] = int(result.start_offset)
+        return result
 
     async def append(self, partition: int, records: Sequence[bytes]) -> list[int]:
         offsets = await self._log.append(partition, records)
@@ -149,22 +187,43 @@ class LocalStatus:
     """
 
     def __init__(self, log: CountingLog, runner: AppliedOffsets, store: View, *,
-                 owner: str = "local") -> None:
+                 owner: str = "local",
+                 snapshot_of: Callable[[int], SnapshotInfo | None] | None = None) -> None:
+        """``snapshot_of(p)``: the newest snapshot of ``p``; default: the one the runner's
+        snapshot duty last took or found (``Runner.snapshotter.last``)."""
         self.log = log
         self.runner = runner
         self.store = store
         self.owner = owner
+        self._snapshot_of = snapshot_of
         self._base = {p: runner.applied_offset(p) for p in runner.partitions}
+
+    def _snapshot(self, partition: int) -> SnapshotInfo | None:
+        if self._snapshot_of is not None:
+            return self._snapshot_of(partition)
+        duty = getattr(self.runner, "snapshotter", None)
+        return duty.last.get(partition) if duty is not None else None
+
+    async def refresh(self) -> None:
+        """Fresh log starts and sizes for the next ``partition_status`` (scrapes, tools)."""
+        await self.log.refresh_figures(partitions=self.runner.partitions)
 
     def partition_status(self) -> list[PartitionStatus]:
         out = []
         for p in self.runner.partitions:
             applied = self.runner.applied_offset(p)
+            snap = self._snapshot(p)
+            age = None
+            if snap is not None:
+                now = int(queries.partition_state(self.store, p)["time"])
+                age = round(max(0, now - snap.time_ms) / 1000, 3)
             out.append(PartitionStatus(
                 partition=p, owner=self.owner, applied_offset=applied,
                 end_offset=max(self.log.ends.get(p, 0), applied + 1),
                 quarantined=len(queries.quarantined(self.store, p)),
-                outbox=len(queries.outbox(self.store, p, limit=OUTBOX_COUNT_CAP))))
+                outbox=len(queries.outbox(self.store, p, limit=OUTBOX_COUNT_CAP)),
+                start_offset=self.log.starts.get(p, 0), log_bytes=self.log.sizes.get(p),
+                snapshot_offset=None if snap is None else snap.offset, snapshot_age_s=age))
         return out
 
     def applied_total(self) -> dict[int, int]:
@@ -205,6 +264,19 @@ class _StateCollector(Collector):
             "outbox": GaugeMetricFamily("marconi_outbox_entries",
                                         "Dead-letter moves waiting to be sent",
                                         labels=["partition"]),
+            "start": GaugeMetricFamily("marconi_log_start_offset",
+                                       "First offset the log still holds (retention)",
+                                       labels=["partition"]),
+            "bytes": GaugeMetricFamily("marconi_log_bytes",
+                                       "Bytes of the partition's log on disk",
+                                       labels=["partition"]),
+            "snapshot": GaugeMetricFamily("marconi_snapshot_offset",
+                                          "Applied offset of the newest snapshot",
+                                          labels=["partition"]),
+            "snapshot_age": GaugeMetricFamily(
+                "marconi_snapshot_age_seconds",
+                "Log time between the newest snapshot and the partition's state",
+                labels=["partition"]),
         }
         total = CounterMetricFamily("marconi_projection_records_applied",
                                     "Records applied since the process started",
@@ -216,6 +288,13 @@ class _StateCollector(Collector):
             families["lag"].add_metric(label, row.lag)
             families["quarantined"].add_metric(label, row.quarantined)
             families["outbox"].add_metric(label, row.outbox)
+            families["start"].add_metric(label, row.start_offset)
+            if row.log_bytes is not None:
+                families["bytes"].add_metric(label, row.log_bytes)
+            if row.snapshot_offset is not None:
+                families["snapshot"].add_metric(label, row.snapshot_offset)
+            if row.snapshot_age_s is not None:
+                families["snapshot_age"].add_metric(label, row.snapshot_age_s)
             total.add_metric(label, applied.get(row.partition, 0))
         yield from families.values()
         yield total
@@ -331,6 +410,9 @@ class Metrics:
                                    401, json)
             headers.append((b"www-authenticate", b"Bearer"))
         else:
+            refresh = getattr(self.state.status, "refresh", None)
+            if refresh is not None:  # log starts and sizes are read here, not in collect()
+                await refresh()
             body, status, ctype = self.render(), 200, CONTENT_TYPE_LATEST.encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", ctype),

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from log import partition_for
@@ -32,12 +33,17 @@ from log.filelog import FileLog
 from log.framing import HEADER_SIZE
 from ops import admin
 from ops.admin import log_dir, snapshot_dir, store_dir
+from ops.partitions import add_arguments as partitions_arguments
+from ops.partitions import partitions_command, status_rows
 from ops.replay import add_arguments, iso, replay
 from projections import queries
 from projections.commands import encode
 from projections.rocksstore import RocksStore
+from projections.rules import versions
+from projections.rules.state import read_meta
 from projections.runner import Runner, digest
 from projections.snapshots import FileSnapshots, Snapshotter, retention_by
+from service.metrics import parse_samples
 from tests.ops.steady import Steady
 from tests.ops.test_auto_snapshots import ReadCounter
 
@@ -155,6 +161,10 @@ async def test_rebuild_from_snapshots_digests_equal_and_a_restart_resumes(
         starts = [await log.start_offset(p) for p in range(PARTITIONS)]
     assert built.records < ends - sum(starts)  # only what follows the oldest snapshots
     assert built.checked >= PARTITIONS  # and the newer snapshots matched on the way
+    # the rules version came with the snapshots: its SetRules record is long gone from the log
+    with RocksStore(store_dir(data)) as store:
+        for p in range(PARTITIONS):
+            assert versions.in_force(read_meta(store, p)) == versions.LATEST > 1
 
     # a rebuild from offset 0 is refused: one line, exit code != 0, no traceback
     proc = subprocess.run([sys.executable, "-m", "ops.cli", "rebuild", "--data", str(data),
@@ -187,6 +197,33 @@ async def test_rebuild_from_snapshots_digests_equal_and_a_restart_resumes(
             resumed = digest(store)
     assert counted.records == new + PARTITIONS  # the tail, plus one position check each
     assert (await admin.rebuild(str(data), progress=False)).digest == resumed
+
+
+def check_rows(data: Path, rows: list[dict[str, Any]]) -> None:
+    """The retention and snapshot figures of each row against the log and the snapshots."""
+    snaps = FileSnapshots(snapshot_dir(data))
+    assert [row["partition"] for row in rows] == list(range(PARTITIONS))
+    for row in rows:
+        p = row["partition"]
+        newest = snaps.list_sync(p)[-1]
+        segments = sorted((log_dir(data) / f"p{p:04d}").glob("*.seg"))
+        assert segments, p
+        assert row["start_offset"] == int(segments[0].stem) > 0  # the first segment's base
+        assert row["log_bytes"] == sum(s.stat().st_size for s in segments)
+        assert row["snapshot_offset"] == newest.offset
+        assert 0 <= row["snapshot_age_s"] < INTERVAL_MS / 1000  # log time since it was cut
+
+
+def test_partitions_json_reports_start_bytes_and_snapshots(
+        soaked: Soak, capsys: pytest.CaptureFixture[str]) -> None:
+    args = argparse.ArgumentParser()
+    partitions_arguments(args)
+    assert partitions_command(args.parse_args(["--data", str(soaked.data), "--json"])) == 0
+    rows = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    check_rows(soaked.data, rows)
+    assert partitions_command(args.parse_args(["--data", str(soaked.data)])) == 0
+    table = capsys.readouterr().out
+    assert "start offset" in table and "snapshot at" in table
 
 
 def _args(data: Path, project: str, queue: str, *extra: str) -> argparse.Namespace:
@@ -248,7 +285,8 @@ async def test_history_endpoint_before_the_retained_start_is_a_400(
     p = partition_for("p", "q0", PARTITIONS)
     _, first_offset = _retained(data, p)
     settings = Settings(data=str(data), port=free_port(), request_timeout=5.0,
-                        graceful_timeout=1.0, log_segment_bytes=SEGMENT)
+                        graceful_timeout=1.0, log_segment_bytes=SEGMENT,
+                        workers=1)  # /metrics with node state is the single-process one
     stop = asyncio.Event()
     server = asyncio.create_task(run(settings, stop=stop))
     headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": "p", "X-Roles": "admin"}
@@ -265,6 +303,25 @@ async def test_history_endpoint_before_the_retained_start_is_a_400(
             r = await client.get(f"/v2/queues/q0/history?marker={first_offset}&limit=5")
             assert r.status_code == 200, r.text
             assert [e["offset"] > first_offset for e in r.json()["history"]] == [True] * 5
+
+            # the running server's rows (`marconi partitions --json`) and /metrics
+            rows, source = await asyncio.to_thread(status_rows, data)
+            assert source == "server"
+            check_rows(data, rows)
+            scraped = await client.get("/metrics")
+            assert scraped.status_code == 200, scraped.text
+            samples = list(parse_samples(scraped.text))
+            for name, field in (("marconi_log_start_offset", "start_offset"),
+                                ("marconi_log_bytes", "log_bytes"),
+                                ("marconi_snapshot_offset", "snapshot_offset"),
+                                ("marconi_snapshot_age_seconds", "snapshot_age_s")):
+                found = {labels["partition"]: value for n, labels, value in samples
+                         if n == name}
+                assert all(set(labels) == {"partition"} for n, labels, _ in samples
+                           if n == name)
+                assert sorted(found) == [str(p) for p in range(PARTITIONS)], name
+                for row in rows:
+                    assert found[str(row["partition"])] == pytest.approx(row[field]), name
     finally:
         stop.set()
         assert await asyncio.wait_for(server, 60) == 0
