@@ -84,12 +84,16 @@ def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        reason = ("the address is already in use (is another server running? choose "
-                  "another --port)" if exc.errno == errno.EADDRINUSE
-                  else exc.strerror or str(exc))
-        raise ListenError(f"cannot listen on {host}:{port}: {reason}") from exc
+        raise _listen_error(host, port, exc) from exc
     sock.set_inheritable(False)
     return sock
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> ListenError:
+    """The one line an operator sees when the port cannot be had."""
+    reason = ("the address is already in use (is another server running? choose "
+              "another --port)" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc))
+    return ListenError(f"cannot listen on {host}:{port}: {reason}")
 
 
 def reserve(host: str, port: int) -> socket.socket:
@@ -114,10 +118,7 @@ def reserve(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        reason = ("the address is already in use (is another server running? choose "
-                  "another --port)" if exc.errno == errno.EADDRINUSE
-                  else exc.strerror or str(exc))
-        raise ListenError(f"cannot listen on {host}:{port}: {reason}") from exc
+        raise _listen_error(host, port, exc) from exc
     sock.set_inheritable(False)
     return sock
 
