@@ -94,9 +94,20 @@ class LocalGateway:
         self._stamped[partition] = now
         return now
 
+    async def _ready(self, partition: int, failed: str) -> None:
+        """Nothing is appended or read before the partition is ready (``Runner.until_ready``):
+        a request that arrives while the node is still starting waits, then 503s."""
+        if self._runner.ready(partition):
+            return
+        try:
+            await self._runner.until_ready(partition, self._timeout)
+        except (TimeoutError, RuntimeError):
+            raise Unavailable(failed) from None
+
     async def execute(self, cmd: Command) -> Outcome:
         partition = self.partition_of(cmd.project, cmd.queue)
         failed = OPERATION_FAILED.get(type(cmd), "The command could not be completed.")
+        await self._ready(partition, failed)
         record = encode(cmd)
         try:
             # Shielded: a timeout must not cancel the log's shared commit round.
@@ -142,6 +153,7 @@ class LocalGateway:
         return outcome
 
     async def _barrier(self, partition: int) -> None:
+        await self._ready(partition, READ_FAILED)
         try:
             await self._runner.barrier(partition, self._timeout)
         except (TimeoutError, RuntimeError, LogError):
@@ -165,6 +177,8 @@ class LocalGateway:
         return self._log.health()
 
     async def reachable(self) -> bool:
+        if not all(self._runner.ready(p) for p in range(self._log.partitions)):
+            return False  # still starting: answer the ping now, not after the timeout
         try:
             await self.views_all()
         except HTTPError:
