@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, cast
@@ -123,9 +122,11 @@ class CoreServer:
             raise bad_request(f"not a command: {exc}") from None
         gateway = self.app.state.gateway
         partition = gateway.partition_of(cmd.project, cmd.queue)
-        stamped = dataclasses.replace(cmd, time_ms=gateway.now_ms(partition))
-        outcome = await gateway.execute(stamped)
-        return W.U64.pack(stamped.time_ms) + orjson.dumps(outcome)
+        # The command was decoded just now and nothing else holds it: stamp it in place
+        # (``dataclasses.replace`` would build and check a second one).
+        object.__setattr__(cmd, "time_ms", gateway.now_ms(partition))
+        outcome = await gateway.execute(cmd)
+        return W.U64.pack(cmd.time_ms) + orjson.dumps(outcome)
 
     async def metrics(self, conn: CoreConnection, payload: bytes) -> bytes:
         """Keep a front's samples; for a scrape, answer every process's sum (the text)."""

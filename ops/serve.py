@@ -36,7 +36,7 @@ from starlette.applications import Starlette
 
 from log import Log, LogError
 from log.filelog import FileLog
-from ops import admin
+from ops import admin, hypercorn_tuning
 from ops.admin import log_dir, snapshot_dir, store_dir
 from ops.core import CoreServer
 from ops.historyproc import ProcessHistory
@@ -145,6 +145,7 @@ def hypercorn_config(settings: Settings, listener: socket.socket | None = None) 
     # Hypercorn closes a keep-alive connection after 1,000 requests by default: a busy
     # client then pays a reconnect (and its latency) every second or so, for nothing.
     config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
+    hypercorn_tuning.install()  # one send per response (ops/hypercorn_tuning.py)
     return config
 
 

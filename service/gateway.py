@@ -110,9 +110,10 @@ class LocalGateway:
         await self._ready(partition, failed)
         record = encode(cmd)
         try:
-            # Shielded: a timeout must not cancel the log's shared commit round.
-            (offset,) = await asyncio.wait_for(
-                asyncio.shield(self._log.append(partition, [record])), self._timeout)
+            # Shielded: a timeout must not cancel the log's shared commit round. (A timeout
+            # scope, not ``wait_for``: no second future and waiter per command.)
+            async with asyncio.timeout(self._timeout):
+                (offset,) = await asyncio.shield(self._log.append(partition, [record]))
         except RecordTooLargeError:
             raise bad_request("The request is too large to be stored.") from None
         except TimeoutError:
