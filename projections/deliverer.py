@@ -209,6 +209,8 @@ class DeliveryDuty:
                 if not self._wants_work():
                     await asyncio.sleep(0.01)  # sending catches up first
                     continue
+                if self._busy is not None and self._busy():
+                    await asyncio.sleep(self.BUSY_REPORT_INTERVAL)  # fewer commit rounds
                 try:
                     cmd = FanOut(id=self._ids(), time_ms=self._clock(),
                                  max_count=self._fanout_slice)
@@ -224,6 +226,8 @@ class DeliveryDuty:
 
     # -- reporting ---------------------------------------------------------------------
 
+    BUSY_REPORT_INTERVAL = 0.1  # s between reports while requests are being served
+
     def floor(self) -> int:
         """No unreported delivery of this partition is due before this."""
         keys = [self._cursor, *self._resume.values()]
@@ -233,9 +237,19 @@ class DeliveryDuty:
                    list(self._known.values()) + [partition_time])
 
     async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = -1.0
         while True:
             await self._flush_wake.wait()
             self._flush_wake.clear()
+            if self._busy is not None and self._busy():
+                # Every append the duty makes while requests are served can start a commit
+                # round (an fsync) of its own that their appends then queue behind: report
+                # at most every ``BUSY_REPORT_INTERVAL`` then, many results per report.
+                wait = last + self.BUSY_REPORT_INTERVAL - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            last = loop.time()
             while self._results:
                 batch, self._results = self._results, []
                 try:
