@@ -76,6 +76,11 @@ class Server:
         except (admin.ControlError, admin.NoAnswerError):
             return None
 
+    def records(self) -> int:
+        """Records in the server's log, every partition (the ``status`` control request)."""
+        rows = admin.request(self.data, {"op": "status"}, timeout=20)["partitions"]
+        return sum(int(row["end_offset"]) for row in rows)
+
 
 def _start(source: Path, rate: float | None, env_extra: dict[str, str]) -> Server:
     port = _free_port()
