@@ -92,8 +92,10 @@ def _start(source: Path, rate: float | None, env_extra: dict[str, str]) -> Serve
     else:
         argv = [sys.executable, "-m", "ops.bench.clockserve", "--rate", str(rate), "--data",
                 data, "--port", str(port)]
+    errors = open(f"{data}.stderr", "wb")  # the child keeps its own descriptor
     proc = subprocess.Popen(argv, cwd=source, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=errors)
+    errors.close()
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -115,6 +117,12 @@ def _stop(server: Server) -> None:
         server.proc.kill()
         server.proc.wait()
     shutil.rmtree(server.data, ignore_errors=True)
+    errors = Path(f"{server.data}.stderr")
+    text = errors.read_text(errors="replace").strip() if errors.exists() else ""
+    if text:  # a warning or a crash of the server: shown, not hidden
+        print(f"bench bounded: the server's stderr ({errors}):\n{text[-4000:]}", flush=True)
+    else:
+        errors.unlink(missing_ok=True)
 
 
 def main(tree: str | None = None, purge_n: int = 100_000, delayed_n: int = 50_000,
@@ -146,6 +154,8 @@ def main(tree: str | None = None, purge_n: int = 100_000, delayed_n: int = 50_00
             else:
                 coro = _expired(server, rate, expired_n)
             figures.update(asyncio.run(coro))
+        except Exception as exc:
+            figures[f"{mode}: failed"] = repr(exc)
         finally:
             _stop(server)
     print(table(["figure", "value"], list(figures.items())))
