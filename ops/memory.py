@@ -6,6 +6,7 @@ server from outside; nothing here changes state except ``trim`` (glibc ``malloc_
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import gc
@@ -94,6 +95,23 @@ def trim() -> bool:
     if _LIBC is None or not hasattr(_LIBC, "malloc_trim"):
         return False
     return bool(_LIBC.malloc_trim(0))
+
+
+TRIM_INTERVAL_S = 10.0
+TRIM_FREE_MB = 32.0
+
+
+async def keep_trimmed(interval: float = TRIM_INTERVAL_S, free_mb: float = TRIM_FREE_MB) -> None:
+    """Every ``interval``, hand the C heap's free pages back once more than ``free_mb`` sit
+    in it (a purge or a big batch frees a lot at once: RocksDB's compactions and reads free
+    their buffers in the arenas of its threads, which glibc only returns on a trim).
+    The trim runs in a thread (ctypes drops the GIL): requests never wait on it."""
+    if _LIBC is None or not hasattr(_LIBC, "malloc_trim"):
+        return
+    while True:
+        await asyncio.sleep(interval)
+        if malloc_info().get("free_in_heap_mb", 0.0) > free_mb:
+            await asyncio.to_thread(trim)
 
 
 def rocks_properties(store: RocksStore) -> dict[str, float]:

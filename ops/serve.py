@@ -332,6 +332,7 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
     node = EmbeddedNode(settings, data, log, clock)
     watcher: asyncio.Task[None] | None = None
     summary: asyncio.Task[None] | None = None
+    trimmer: asyncio.Task[None] | None = None
     try:
         app = await node.start()
         watcher = loop.create_task(node.watch(), name="control")
@@ -340,6 +341,7 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
                     log.partitions)
         assert node.runner is not None
         summary = loop.create_task(log_caught_up(node.runner), name="caught-up")
+        trimmer = loop.create_task(memory.keep_trimmed(), name="malloc-trim")
         if workers == 1:
             print(f"marconi: listening on {url}", flush=True)
             await hypercorn_serve(app, hypercorn_config(settings, listener),  # type: ignore[arg-type]
@@ -348,7 +350,7 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
             await serve_fronts(app, settings, data, log.partitions, workers, stop, url)
         logger.info("shutting down: in-flight requests done")
     finally:
-        for task in (watcher, summary):
+        for task in (watcher, summary, trimmer):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
