@@ -133,7 +133,9 @@ class Settings:
     metrics_token: str | None = None  # when set, /metrics wants "Authorization: Bearer <it>"
     max_queues_per_project: int = 0  # queues one project may hold (all partitions together)
     max_messages_per_queue: int = 0  # messages stored in one queue (decided in apply)
-    rate_limit: float = 0.0  # requests per second per project (token bucket refill)
+    # requests per second per project (token bucket refill); under serve --workers N each
+    # front process enforces rate_limit / N on the connections it serves (README "Settings")
+    rate_limit: float = 0.0
     rate_burst: int = 0  # bucket size; 0 = max(1, 2 * rate_limit)
     body_timeout: float = 30.0  # seconds a client may take to send a request body (408)
 
@@ -148,6 +150,7 @@ class Settings:
     notification_timeout: float = 10.0  # seconds per webhook request or SMTP session
     notification_concurrency: int = 64  # attempts in flight over all partitions
     notification_per_subscription: int = 4  # attempts in flight per subscription
+    max_subscriptions_per_queue: int = 1000  # live subscriptions a queue (or topic) may have
     notification_public_url: str | None = None  # base of confirm links (else relative)
     smtp_host: str = "localhost"
     smtp_port: int = 25
@@ -184,6 +187,8 @@ class Settings:
             raise SettingsError("partitions must be positive")
         if self.store_memory_mb < 1:
             raise SettingsError("store_memory_mb must be at least 1")
+        if self.max_subscriptions_per_queue < 0:
+            raise SettingsError("max_subscriptions_per_queue must be 0 (no cap) or more")
         if self.workers < 0:
             raise SettingsError("workers must be 0 (one per core) or more")
         for token, grant in self.tokens.items():
