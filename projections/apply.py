@@ -198,20 +198,23 @@ def _prune_outcomes_from_cursor(tx: Overlay, partition: int, now: int,
     tombstones earlier prunes left (RocksDB keeps them until compaction: quadratic before)."""
     prefix = K.kind_prefix(partition, K.OUTEXP)
     before = now - OUTCOME_WINDOW_MS
-    pruned = 0
     last = None
     due = now + OUTCOME_WINDOW_MS
+    due_keys: list[bytes] = []
     for key, _ in tx.scan(prefix + bytes.fromhex(meta.get("po", "")), K.prefix_end(prefix)):
         stamped = K.U64.unpack_from(key, len(prefix))[0]
         if stamped > before:
             due = stamped + OUTCOME_WINDOW_MS + slack_ms
             break
-        if pruned >= PRUNE_PER_RECORD:
+        if len(due_keys) >= PRUNE_PER_RECORD:
             due = now  # more are due: go on with the next record
             break
+        due_keys.append(key)
+    # Deleted once the scan is done: a delete while the overlay scan is suspended makes it
+    # re-read its pending side at every step (the same keys go either way).
+    for key in due_keys:
         tx.delete(key)
         tx.delete(K.outcome(partition, key[len(prefix) + 8 :].decode()))
-        pruned += 1
         last = key
     if last is not None:
         meta["po"] = last[len(prefix):].hex()
