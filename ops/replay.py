@@ -6,7 +6,9 @@ Kafka topic. A table by default, JSON lines with ``--json``; ``--at`` / ``--at-o
 
 Replays start from the newest snapshot at or before the window (``data/snapshots`` or the
 ``<topic>-snapshots`` topic), so the last few minutes of a long history cost a few minutes of
-replay. A window before what is retained fails with one line saying what is (exit code 1).
+replay. A window before what is retained fails with one line saying what is (exit code 1);
+``--archive DIR`` reads the segments retention moved to ``log_archive_dir`` back in first, so
+such a window replays from what was archived.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from log import Log, LogError
+from log.archive import ArchivedLog
 from log.filelog import FileLog
 from ops.admin import log_dir, snapshot_dir
 from projections.audit import Entry, History, NotRetainedError
@@ -48,7 +51,10 @@ def open_log(args: argparse.Namespace) -> Log:
         from log.kafkalog import KafkaLog
 
         return KafkaLog(args.kafka, args.topic)
-    return FileLog(log_dir(args.data), read_only=True)
+    log = FileLog(log_dir(args.data), read_only=True)
+    if args.archive:
+        return ArchivedLog(log, args.archive)
+    return log
 
 
 def _summary(value: dict[str, Any]) -> str:
@@ -129,7 +135,12 @@ async def replay(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 where = (f"the snapshot at offset {start.offset}" if start is not None
                          else "offset 0")
                 print(f"replayed {history.replayed} records from {where}", file=sys.stderr)
-    except (NotRetainedError, SnapshotError, LogError) as exc:
+    except NotRetainedError as exc:
+        hint = ("" if args.archive or args.kafka else
+                "; if the server sets log_archive_dir, --archive DIR replays what it archived")
+        print(f"marconi replay: {exc}{hint}", file=sys.stderr)
+        return 1
+    except (SnapshotError, LogError) as exc:
         print(f"marconi replay: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -157,6 +168,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the queue's state at --at / --at-offset (default: the end)")
     parser.add_argument("--data", default="./data", help="embedded data directory")
     parser.add_argument("--kafka", help="bootstrap servers (instead of --data)")
+    parser.add_argument("--archive", metavar="DIR",
+                        help="also read the segments retention moved to DIR (the server's "
+                             "log_archive_dir), so windows older than the log start replay")
     parser.add_argument("--topic", default="marconi-commands")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--stats", action="store_true",
@@ -164,4 +178,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def replay_command(args: argparse.Namespace) -> int:
+    if args.archive and args.kafka:
+        print("marconi replay: --archive reads an embedded log's archive; it cannot be used "
+              "with --kafka (Kafka keeps or deletes records on the broker)", file=sys.stderr)
+        return 2
     return asyncio.run(replay(args))

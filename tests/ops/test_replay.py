@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import io
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 
 from log import partition_for
 from log.filelog import FileLog
@@ -37,11 +39,12 @@ def args_for(data: Path, *extra: str) -> argparse.Namespace:
                               "--no-progress", *extra])
 
 
-async def record_history(data: Path) -> tuple[list[tuple[int, str, dict]], dict[int, dict]]:
+async def record_history(data: Path, **log_options: Any
+                         ) -> tuple[list[tuple[int, str, dict]], dict[int, dict]]:
     """Run commands through the real write path; remember outcomes and state as seen live."""
     done: list[tuple[int, str, dict]] = []
     seen: dict[int, dict] = {}
-    async with FileLog(log_dir(data), PARTITIONS) as log:
+    async with FileLog(log_dir(data), PARTITIONS, **log_options) as log:
         store = RocksStore(store_dir(data))
         p = partition_for("p", "q", PARTITIONS)
         async with Runner(log, store, range(PARTITIONS), sweep_interval=0) as runner:
@@ -137,3 +140,45 @@ async def test_replay_reads_beside_a_live_writer(tmp_path: Path) -> None:
         out = io.StringIO()
         await replay(args_for(tmp_path, "--json"), out)
         assert len(out.getvalue().splitlines()) == 1 + 30 + 4
+
+
+async def test_an_archived_history_replays_with_archive(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """Retention moved the queue's oldest segments to the archive: without ``--archive`` the
+    full replay fails in one line; with it, the replay equals the one taken before the cut."""
+    archive = tmp_path / "archive"
+    await record_history(tmp_path, segment_bytes=1500, archive_dir=archive)
+    whole = io.StringIO()
+    await replay(args_for(tmp_path, "--json"), whole)
+    p = partition_for("p", "q", PARTITIONS)
+    async with FileLog(log_dir(tmp_path), archive_dir=archive) as log:
+        cut = await log.retain(p, await log.end_offset(p), 2**62)
+    assert cut.archived and cut.start_offset > 0
+
+    assert await replay(args_for(tmp_path, "--json"), io.StringIO()) == 1
+    err = capsys.readouterr().err
+    assert "not retained before offset" in err and "--archive DIR" in err
+    archived = io.StringIO()
+    assert await replay(args_for(tmp_path, "--json", "--archive", str(archive)), archived) == 0
+    assert archived.getvalue() == whole.getvalue()
+    state = io.StringIO()
+    assert await replay(args_for(tmp_path, "--state", "--at-offset", "5", "--archive",
+                                 str(archive)), state) == 0
+    assert orjson.loads(state.getvalue())["stats"]["total"] >= 1
+
+
+async def test_a_hole_in_the_archive_is_an_error_not_a_skip(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    archive = tmp_path / "archive"
+    await record_history(tmp_path, segment_bytes=1500, archive_dir=archive)
+    p = partition_for("p", "q", PARTITIONS)
+    async with FileLog(log_dir(tmp_path), archive_dir=archive) as log:
+        await log.retain(p, await log.end_offset(p), 2**62)
+    segments = sorted((archive / f"p{p:04d}").glob("*.seg.gz"))
+    assert len(segments) >= 3
+    segments[1].unlink()
+    assert await replay(args_for(tmp_path, "--json", "--archive", str(archive)),
+                        io.StringIO()) == 1
+    assert "a hole" in capsys.readouterr().err
