@@ -7,9 +7,8 @@ HTTP and SMTP code; this module is where settings become those objects, so nothi
 
 from __future__ import annotations
 
-import httpx
-
 from ops.settings import Settings
+from service.notify.http1 import HttpClient
 from service.notify.mailto import MailSender, SmtpServer
 from service.notify.notifier import Notifier
 from service.notify.webhook import WebhookSender
@@ -19,10 +18,7 @@ class NotifierWiring:
     """The notifier and the HTTP client it owns (closed with ``aclose``)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.client = httpx.AsyncClient(
-            verify=True, follow_redirects=False, trust_env=False,
-            limits=httpx.Limits(max_connections=max(settings.notification_concurrency, 1),
-                                max_keepalive_connections=32))
+        self.client = HttpClient(per_target=max(settings.notification_concurrency, 1))
         webhooks = WebhookSender(self.client, timeout=settings.notification_timeout,
                                  private_targets=settings.notification_private_targets)
         mail = MailSender(SmtpServer(

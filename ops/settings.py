@@ -148,6 +148,7 @@ class Settings:
     notification_timeout: float = 10.0  # seconds per webhook request or SMTP session
     notification_concurrency: int = 64  # attempts in flight over all partitions
     notification_per_subscription: int = 4  # attempts in flight per subscription
+    max_subscriptions_per_queue: int = 1000  # live subscriptions a queue (or topic) may have
     notification_public_url: str | None = None  # base of confirm links (else relative)
     smtp_host: str = "localhost"
     smtp_port: int = 25
@@ -184,6 +185,8 @@ class Settings:
             raise SettingsError("partitions must be positive")
         if self.store_memory_mb < 1:
             raise SettingsError("store_memory_mb must be at least 1")
+        if self.max_subscriptions_per_queue < 0:
+            raise SettingsError("max_subscriptions_per_queue must be 0 (no cap) or more")
         if self.workers < 0:
             raise SettingsError("workers must be 0 (one per core) or more")
         for token, grant in self.tokens.items():

@@ -29,6 +29,7 @@ from projections.commands import (
     DeleteQueue,
     DeleteSubscription,
     DeliveryReport,
+    FanOut,
     ImportDeadLetters,
     OutboxDone,
     PopMessages,
@@ -97,6 +98,7 @@ HANDLERS: dict[type[Command], Handler] = {
     ImportDeadLetters: upkeep.import_dead_letters,
     OutboxDone: upkeep.outbox_done,
     DeliveryReport: delivery.report,
+    FanOut: delivery.fan_out,
     SetRules: set_rules,
 }
 

@@ -142,6 +142,7 @@ class CreateSubscription(Command):
     options: dict[str, Any] = field(default_factory=dict)
     require_confirmation: bool = False  # stamped: queue a SubscriptionConfirmation to send
     max_queues: int = 0  # quota, as on CreateQueue (a subscription creates its queue lazily)
+    max_subscriptions: int = 0  # stamped max_subscriptions_per_queue (rules >= 5; 0 = off)
     queues_elsewhere: int = 0
 
 
@@ -216,6 +217,17 @@ class DeliveryReport(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FanOut(Command):
+    """Expand pending fan-out entries of this partition into at most ``max_count`` pending
+    deliveries (rules >= 5). Appended by the owner's delivery duty while entries wait, at the
+    pace it sends, so no post and no single command does work that grows with the number of
+    subscriptions. ``project``/``queue`` are unused (the oldest entries go first)."""
+
+    TAG: ClassVar[str] = "delivery.fanout"
+    max_count: int = 256
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SetRules(Command):
     """From this record on, the partition folds under rules ``version`` (DESIGN §7).
 
@@ -232,7 +244,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         CreateQueue, UpdateQueue, DeleteQueue, PurgeQueue, PostMessages, DeleteMessage,
         DeleteMessages, PopMessages, CreateClaim, UpdateClaim, ReleaseClaim,
         CreateSubscription, UpdateSubscription, DeleteSubscription, ConfirmSubscription,
-        Sweep, ImportDeadLetters, OutboxDone, DeliveryReport, SetRules,
+        Sweep, ImportDeadLetters, OutboxDone, DeliveryReport, FanOut, SetRules,
     )
 }
 

@@ -16,7 +16,14 @@ Bounded work and isolation:
   found again from where they were skipped once the backlog drains — so a slow or dead
   subscriber only delays itself;
 * at most ``max_inflight`` attempts per partition, and a semaphore shared by every
-  partition bounds them overall; the API never waits on any of this.
+  partition bounds them overall; the API never waits on any of this;
+* the API goes first: while requests are being served (``busy()``, the runner's view of
+  requests waiting for apply) at most ``busy_inflight`` attempts are in flight, so posts do
+  not queue behind sends, reports and fan-out on the one event loop;
+* fan-out (rules >= 5) runs at the pace of sending: a ``FanOut`` command expands posted
+  messages into at most ``fanout_slice`` pending deliveries, appended only while fewer than
+  half the duty's working set is waiting, so the pending rows stay bounded whatever the
+  number of subscriptions or the post rate.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any, Protocol
 
 from log import Log
 from projections import delivery, queries
-from projections.commands import DeliveryReport, encode
+from projections.commands import DeliveryReport, FanOut, encode
 from projections.delivery import Pending
 from projections.store import View
 
@@ -56,7 +63,9 @@ class DeliveryDuty:
                  clock: Callable[[], int], overall: asyncio.Semaphore,
                  max_inflight: int = 64, per_subscription: int = 4, backlog: int = 256,
                  scan: int = 256, idle: float = 0.5,
-                 on_result: Callable[[Pending, Result], None] | None = None) -> None:
+                 on_result: Callable[[Pending, Result], None] | None = None,
+                 busy: Callable[[], bool] | None = None, busy_inflight: int = 2,
+                 fanout_slice: int = 128) -> None:
         self._log = log
         self._store = store
         self._p = partition
@@ -71,6 +80,11 @@ class DeliveryDuty:
         self._scan = scan
         self._idle = idle
         self._on_result = on_result
+        self._busy = busy
+        self._busy_inflight = max(busy_inflight, 1)
+        self._fanout_slice = max(fanout_slice, 1)
+        self._fanout_wake = asyncio.Event()
+        self.fanouts = 0  # FanOut commands appended, for tests that count work
         self.wake = asyncio.Event()
         self._cursor = b""  # index key the next scan starts at
         self._known: dict[tuple[str, str, str, str], int] = {}  # key -> due, unreported
@@ -85,7 +99,10 @@ class DeliveryDuty:
 
     async def run(self) -> None:
         self._cursor = delivery.due_start(self._p, delivery.floor(self._store, self._p))
-        flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+        loop = asyncio.get_running_loop()
+        flusher = loop.create_task(self._flush_loop())
+        fanner = loop.create_task(self._fanout_loop())
+        self._fanout_wake.set()  # entries may wait from before this owner started
         try:
             while True:
                 self._scan_once()
@@ -98,7 +115,8 @@ class DeliveryDuty:
                 self.wake.clear()
         finally:
             flusher.cancel()
-            pending = [flusher, *self._tasks]
+            fanner.cancel()
+            pending = [flusher, fanner, *self._tasks]
             for task in pending:
                 task.cancel()
             # Bounded: a sender stuck past cancellation must not hold up a stop or revoke.
@@ -140,11 +158,20 @@ class DeliveryDuty:
             self._cursor = first_key
         self.wake.set()
 
+    def fanout_added(self) -> None:
+        """The runner committed a fan-out entry."""
+        self._fanout_wake.set()
+
+    def _limit(self) -> int:
+        if self._busy is not None and self._busy():
+            return min(self._busy_inflight, self._max_inflight)
+        return self._max_inflight
+
     def _launch(self) -> None:
         loop = asyncio.get_running_loop()
+        limit = self._limit()
         for sub, queue in self._backlog.items():
-            while queue and self._active[sub] < self._per_sub and \
-                    self._inflight < self._max_inflight:
+            while queue and self._active[sub] < self._per_sub and self._inflight < limit:
                 item = queue.popleft()
                 self._active[sub] += 1
                 self._inflight += 1
@@ -169,7 +196,37 @@ class DeliveryDuty:
         if self._on_result is not None:
             self._on_result(item, result)
 
+    # -- fan-out (rules >= 5) ------------------------------------------------------------
+
+    def _wants_work(self) -> bool:
+        return len(self._known) < (self._max_inflight + self._backlog_max) // 2
+
+    async def _fanout_loop(self) -> None:
+        while True:
+            await self._fanout_wake.wait()
+            self._fanout_wake.clear()
+            while delivery.fanout_pending(self._store, self._p):
+                if not self._wants_work():
+                    await asyncio.sleep(0.01)  # sending catches up first
+                    continue
+                if self._busy is not None and self._busy():
+                    await asyncio.sleep(self.BUSY_REPORT_INTERVAL)  # fewer commit rounds
+                try:
+                    cmd = FanOut(id=self._ids(), time_ms=self._clock(),
+                                 max_count=self._fanout_slice)
+                    (offset,) = await self._log.append(self._p, [encode(cmd)])
+                    await self._applied(self._p, offset)
+                    self.fanouts += 1
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("partition %d: fan-out failed; retrying", self._p)
+                    await asyncio.sleep(0.5)
+                self.wake.set()
+
     # -- reporting ---------------------------------------------------------------------
+
+    BUSY_REPORT_INTERVAL = 0.1  # s between reports while requests are being served
 
     def floor(self) -> int:
         """No unreported delivery of this partition is due before this."""
@@ -180,9 +237,19 @@ class DeliveryDuty:
                    list(self._known.values()) + [partition_time])
 
     async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = -1.0
         while True:
             await self._flush_wake.wait()
             self._flush_wake.clear()
+            if self._busy is not None and self._busy():
+                # Every append the duty makes while requests are served can start a commit
+                # round (an fsync) of its own that their appends then queue behind: report
+                # at most every ``BUSY_REPORT_INTERVAL`` then, many results per report.
+                wait = last + self.BUSY_REPORT_INTERVAL - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            last = loop.time()
             while self._results:
                 batch, self._results = self._results, []
                 try:

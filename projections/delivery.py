@@ -8,6 +8,13 @@ appends a ``DeliveryReport``; applying it clears a delivery, or reschedules a fa
 ``now + next_delay`` from Zaqar's retry policy (``projections.retry``) at the report's log
 time, or gives it up. Nothing here does I/O: the senders are injected into the runner.
 
+From rules ``FANOUT`` (version 5) the post no longer fans out itself: it records one fan-out
+entry — its messages, once — keyed by its offset, and the owner's ``FanOut`` commands expand
+the oldest entries into the pending deliveries above, at most ``max_count`` per command, for
+the subscriptions that existed at the post's position (created at a smaller offset, and when
+confirmation is required confirmed at one). So a post costs the same with 0 or 1000
+subscriptions, and no command's work grows with them (DESIGN §7).
+
 Keys (``projections.keys``): a delivery record (due time, failures, kind) under
 ``(project, queue, subscription, item)``, an index by due time that the owner scans from a
 floor kept in state (never from the head: the index is consumed from the head), the posted
@@ -76,6 +83,14 @@ def floor_key(partition: int) -> bytes:
     return K.kind_prefix(partition, K.DELIVERY_FLOOR)
 
 
+def fanout_key(partition: int, offset: int) -> bytes:
+    return K.kind_prefix(partition, K.FANOUT) + K.u64(offset)
+
+
+def fanout_floor_key(partition: int) -> bytes:
+    return K.kind_prefix(partition, K.FANOUT_FLOOR)
+
+
 def _scheme(subscriber: str) -> str:
     return subscriber.split(":", 1)[0].lower() if ":" in subscriber else ""
 
@@ -106,8 +121,17 @@ def live_subscriptions(tx: View, partition: int, project: str, queue: str,
 
 
 def on_post(tx: Overlay, partition: int, now: int, project: str, queue: str,
-            messages: Iterable[tuple[str, Any, int]], *, require_confirmation: bool) -> int:
-    """Record a pending delivery per (message, wanted subscription); returns how many."""
+            messages: Iterable[tuple[str, Any, int]], *, require_confirmation: bool,
+            rules: int = versions.NOTIFY, offset: int = 0) -> int:
+    """Hand a post's messages to delivery; returns the deliveries recorded now.
+
+    Rules >= FANOUT: one fan-out entry if the queue has any subscription (one bounded seek),
+    expanded later by ``fan_out``. Before: a pending delivery per (message, subscription).
+    """
+    if rules >= versions.FANOUT:
+        record_fanout(tx, partition, now, offset, project, queue, messages,
+                      require_confirmation=require_confirmation)
+        return 0
     subs = [s for s in live_subscriptions(tx, partition, project, queue, now)
             if s["confirmed"] or not require_confirmation]
     if not subs:
@@ -127,6 +151,106 @@ def on_post(tx: Overlay, partition: int, now: int, project: str, queue: str,
         stats["pending"] += len(posted)
         tx.put(stats_key(partition, project, queue, sub["id"]), _dumps(stats))
     return count
+
+
+def _has_subscriptions(tx: View, partition: int, project: str, queue: str) -> bool:
+    prefix = K.sub_scope(partition, K.SUB, project, queue)
+    return next(iter(tx.scan(prefix, K.prefix_end(prefix))), None) is not None
+
+
+def record_fanout(tx: Overlay, partition: int, now: int, offset: int, project: str,
+                  queue: str, messages: Iterable[tuple[str, Any, int]], *,
+                  require_confirmation: bool) -> bool:
+    """One fan-out entry for the post at ``offset`` (nothing per subscription)."""
+    if not _has_subscriptions(tx, partition, project, queue):
+        return False
+    tx.put(fanout_key(partition, offset), _dumps({
+        "p": project, "q": queue, "t": now, "rc": require_confirmation, "after": None,
+        "m": [[message_id, body, ttl] for message_id, body, ttl in messages]}))
+    return True
+
+
+def _existed_at(sub: dict[str, Any], offset: int, when: int, confirmed: bool) -> bool:
+    """Whether ``sub`` wanted a post at log position ``offset`` (time ``when``)."""
+    if sub.get("o", -1) >= offset or sub["e"] <= when:
+        return False  # created after the post (subscriptions before rules 5 have no "o")
+    return not confirmed or (sub["confirmed"] and sub.get("co", -1) < offset)
+
+
+def fan_out(tx: Overlay, cmd: Any, ctx: Any, meta: dict[str, Any]) -> dict[str, int]:
+    """The ``FanOut`` handler: expand the oldest fan-out entries into at most
+    ``cmd.max_count`` pending deliveries (whole subscriptions per entry: a slice ends after
+    the subscription that reaches the count, so it is bounded by the count plus one post's
+    messages). The entry keeps the last subscription id done; the floor keeps the entry key
+    to start at, so no FanOut scans what earlier ones consumed."""
+    if ctx.rules < versions.FANOUT:
+        return {"deliveries": 0, "entries": 0}
+    partition = ctx.partition
+    budget = max(int(cmd.max_count), 1)
+    prefix = K.kind_prefix(partition, K.FANOUT)
+    start = tx.get(fanout_floor_key(partition)) or prefix
+    made = entries = 0
+    floor: bytes | None = None
+    for key, raw in islice(tx.scan(start, K.prefix_end(prefix)), budget):
+        entry = orjson.loads(raw)
+        (offset,) = K.U64.unpack_from(key, len(prefix))
+        made += _expand(tx, partition, ctx.now, offset, entry, budget - made)
+        if entry["after"] is not None:  # this entry goes on in the next FanOut
+            tx.put(key, _dumps(entry))
+            floor = key
+            break
+        tx.delete(key)
+        entries += 1
+        floor = key + b"\x00"
+        if made >= budget:
+            break
+    if floor is not None:
+        tx.put(fanout_floor_key(partition), floor)
+    return {"deliveries": made, "entries": entries}
+
+
+def _expand(tx: Overlay, partition: int, now: int, offset: int, entry: dict[str, Any],
+            budget: int) -> int:
+    """Pending deliveries of one entry for its next subscriptions; sets ``entry["after"]``
+    to the last subscription done, or None when the entry is finished."""
+    project, queue, posted = entry["p"], entry["q"], entry["m"]
+    prefix = K.sub_scope(partition, K.SUB, project, queue)
+    start = prefix if entry["after"] is None else prefix + entry["after"].encode() + b"\x00"
+    made = 0
+    chosen: list[str] = []
+    entry["after"] = None
+    for _, raw in tx.scan(start, K.prefix_end(prefix)):
+        if made >= budget:
+            entry["after"] = chosen[-1]  # made > 0: a subscription was done
+            break
+        sub = orjson.loads(raw)
+        if not _existed_at(sub, offset, entry["t"], entry["rc"]):
+            continue
+        for message_id, _, _ in posted:
+            _schedule(tx, partition, project, queue, sub["id"], message_id,
+                      {"due": now, "n": 0, "k": NOTIFY})
+        made += len(posted)
+        chosen.append(sub["id"])
+        stats = _stats(tx, partition, project, queue, sub["id"])
+        stats["pending"] += len(posted)
+        tx.put(stats_key(partition, project, queue, sub["id"]), _dumps(stats))
+    if chosen:
+        for message_id, body, ttl in posted:  # once per message, shared by the slice's rows
+            rkey = refs_key(partition, project, queue, message_id)
+            raw_refs = tx.get(rkey)
+            refs = K.U64.unpack(raw_refs)[0] if raw_refs is not None else 0
+            if raw_refs is None:
+                tx.put(body_key(partition, project, queue, message_id),
+                       _dumps({"body": body, "ttl": ttl}))
+            tx.put(rkey, K.u64(refs + len(chosen)))
+    return made
+
+
+def fanout_pending(view: View, partition: int) -> bool:
+    """Whether a fan-out entry waits (one bounded seek from the floor)."""
+    prefix = K.kind_prefix(partition, K.FANOUT)
+    start = view.get(fanout_floor_key(partition)) or prefix
+    return next(iter(view.scan(start, K.prefix_end(prefix))), None) is not None
 
 
 def request_confirmation(tx: Overlay, partition: int, now: int, project: str, queue: str,
@@ -286,6 +410,12 @@ def first_due_insert(partition: int, changes: dict[bytes, bytes | None]) -> byte
                 first is None or key < first):
             first = key
     return first
+
+
+def fanout_inserted(changes: dict[bytes, bytes | None]) -> bool:
+    """Whether a batch of changes adds a fan-out entry (the runner tells the duty)."""
+    return any(value is not None and len(key) > 2 and key[2] == K.FANOUT
+               for key, value in changes.items())
 
 
 def due(view: View, partition: int, start: bytes, until_ms: int, limit: int,

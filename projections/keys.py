@@ -40,6 +40,8 @@ DELIVERY_BODY = 0x82  # a posted message kept for its pending deliveries, with a
 DELIVERY_STATS = 0x83  # per-subscription delivered / failed / pending / last error
 DELIVERY_FLOOR = 0x84  # nothing pending is due before this (the owner's scan start)
 DELIVERY_REFS = 0x85  # how many pending deliveries still need a DELIVERY_BODY
+FANOUT = 0x86  # rules >= 5: a post's messages waiting to be fanned out, by origin offset
+FANOUT_FLOOR = 0x87  # rules >= 5: the fan-out entry key the next FanOut starts at
 QUARANTINE = 0x7F
 
 # The kinds living under one queue incarnation: what deleting a queue must collect.

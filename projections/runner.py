@@ -180,6 +180,8 @@ class Runner:
         self._delivery_overall = asyncio.Semaphore(max(delivery_concurrency, 1))
         self._delivery_per_sub = max(delivery_per_subscription, 1)
         self._duties: dict[int, DeliveryDuty] = {}
+        self._request_waits = 0  # requests waiting for apply now (not the runner's duties)
+        self._last_request = -1.0  # loop time a request last waited for apply
         self.on_delivery: Callable[..., None] | None = None  # metrics hook (item, result)
 
     @property
@@ -337,16 +339,28 @@ class Runner:
     async def _deliver_when(self, p: int, ready: asyncio.Event) -> None:
         await ready.wait()  # like the outbox: only a caught-up owner sends (§9)
         assert self._sender is not None
-        duty = DeliveryDuty(self._log, self._store, p, self._sender, applied=self.applied,
-                            ids=self._ids, clock=self._clock, overall=self._delivery_overall,
+        duty = DeliveryDuty(self._log, self._store, p, self._sender,
+                            applied=self._duty_applied, ids=self._ids, clock=self._clock,
+                            overall=self._delivery_overall,
                             per_subscription=self._delivery_per_sub,
-                            on_result=self._delivered)
+                            on_result=self._delivered, busy=self.serving)
         self._duties[p] = duty
         try:
             await duty.run()
         finally:
             if self._duties.get(p) is duty:
                 del self._duties[p]
+
+    async def _duty_applied(self, partition: int, offset: int) -> None:
+        await self.applied(partition, offset, request=False)
+
+    SERVING_WINDOW = 0.05  # s: requests seen this recently mean the API is busy
+
+    def serving(self) -> bool:
+        """Whether requests are being served (waiting for apply now or a moment ago): the
+        delivery duty then keeps out of their way."""
+        return self._request_waits > 0 or (
+            asyncio.get_running_loop().time() - self._last_request < self.SERVING_WINDOW)
 
     def _delivered(self, item: object, result: dict) -> None:
         if self.on_delivery is not None:
@@ -364,18 +378,29 @@ class Runner:
 
     # -- barrier -------------------------------------------------------------------------
 
-    async def applied(self, partition: int, offset: int, timeout: float | None = None) -> None:
-        """Wait until ``partition`` has applied ``offset``."""
+    async def applied(self, partition: int, offset: int, timeout: float | None = None, *,
+                      request: bool = True) -> None:
+        """Wait until ``partition`` has applied ``offset``. ``request``: a request waits (not
+        one of the runner's own duties), so the delivery duty yields meanwhile."""
         if partition not in self._waiters or partition not in self._owned:
             raise RuntimeError(f"partition {partition} is not owned here")
+        loop = asyncio.get_running_loop()
+        if request:
+            self._last_request = loop.time()
         if self._applied[partition] >= offset:
             return
         if self._failed is not None:
             raise RuntimeError(f"projection runner failed: {self._failed!r}")
-        fut = asyncio.get_running_loop().create_future()
+        fut = loop.create_future()
         self._waiters[partition].append((offset, fut))
-        async with asyncio.timeout(timeout):  # not wait_for: 3.11's can swallow a cancel
-            await fut
+        if request:
+            self._request_waits += 1
+        try:
+            async with asyncio.timeout(timeout):  # not wait_for: 3.11's can swallow a cancel
+                await fut
+        finally:
+            if request:
+                self._request_waits -= 1
 
     async def barrier(self, partition: int, timeout: float | None = None) -> None:
         """Wait until everything in the log now is applied (a linearizable read, §2.6)."""
@@ -440,6 +465,8 @@ class Runner:
                         first = delivery.first_due_insert(partition, changes)
                         if first is not None:
                             duty.inserted(first)
+                        if delivery.fanout_inserted(changes):
+                            duty.fanout_added()
                     self._advance(partition, records[i - 1].offset)
                     if partition not in self._ready and records[i - 1].offset >= catch_up:
                         self._mark_ready(partition)
@@ -491,7 +518,7 @@ class Runner:
         cmd = Sweep(id=self._ids(), time_ms=now, cutoff_ms=now, max_count=self._sweep_max)
         self._last_sweep = cmd.id
         (offset,) = await self._log.append(partition, [encode(cmd)])
-        await self.applied(partition, offset)
+        await self.applied(partition, offset, request=False)
         return True
 
     async def _upgrade_rules_when(self, p: int, caught_up: asyncio.Event) -> None:
@@ -516,7 +543,7 @@ class Runner:
         # Shielded: this duty starts with the runner, and a stop right after start must not
         # cancel an append midway (a second SetRules later is harmless, a torn commit is not).
         (offset,) = await asyncio.shield(self._log.append(partition, [encode(cmd)]))
-        await self.applied(partition, offset)
+        await self.applied(partition, offset, request=False)
         logger.info("partition %d: rules version %d from offset %d", partition, target, offset)
         return True
 
@@ -554,4 +581,4 @@ class Runner:
     async def _append_done(self, partition: int, origin: int) -> None:
         done = OutboxDone(id=self._ids(), time_ms=self._clock(), origin_offset=origin)
         (offset,) = await self._log.append(partition, [encode(done)])
-        await self.applied(partition, offset)
+        await self.applied(partition, offset, request=False)

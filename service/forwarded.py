@@ -243,7 +243,7 @@ def _create_subscription(cmd: C.Command, c: _Context) -> dict[str, Any]:
     fields = V.subscription_create(doc, c.s, c.now_ms)
     _ssrf(fields, c.s)
     return {"subscription_id": c.new_id(), "require_confirmation": c.s.require_confirmation,
-            **fields, **_quota(cmd, c)}
+            "max_subscriptions": c.s.max_subscriptions_per_queue, **fields, **_quota(cmd, c)}
 
 
 def _update_subscription(cmd: C.Command, c: _Context) -> dict[str, Any]:

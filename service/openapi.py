@@ -459,7 +459,9 @@ def _operations() -> dict[tuple[str, str], Builder]:
             body=_body(subscription_schema(s, create=True), required=True,
                        max_bytes=body_cap(s)),
             errors=(409,), description="A body is required in substance: an absent body is "
-                                       "400 Missing parameter subscriber.")
+                                       "400 Missing parameter subscriber. A queue has at most "
+                                       f"{s.max_subscriptions_per_queue} live subscriptions "
+                                       "(max_subscriptions_per_queue): one more is 400.")
 
     sub = f"{Q}/subscriptions/{{subscription_id}}"
 

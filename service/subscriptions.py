@@ -73,7 +73,8 @@ async def create_subscription(request: Request) -> Response:
     location = {"Location": render.subscriptions_href(queue_name(request))}
     outcome = check_outcome(await gw.execute(command(
         request, CreateSubscription, subscription_id=new_id(),
-        require_confirmation=s.require_confirmation, **fields,
+        require_confirmation=s.require_confirmation,
+        max_subscriptions=s.max_subscriptions_per_queue, **fields,
         **await queue_quota(request))),
         conflict_headers=location)
     return JSONResponse({"subscription_id": outcome["subscription_id"]}, status_code=201,

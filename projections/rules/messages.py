@@ -63,7 +63,8 @@ def post(tx: Overlay, cmd: PostMessages, ctx: Context, meta: dict[str, Any]) -> 
     put_queue(tx, ctx, cmd.project, cmd.queue, q)
     if ctx.rules >= versions.NOTIFY and cmd.deliver:  # ``deliver``: the stamped setting
         delivery.on_post(tx, ctx.partition, ctx.now, cmd.project, cmd.queue, posted,
-                         require_confirmation=cmd.require_confirmation)
+                         require_confirmation=cmd.require_confirmation, rules=ctx.rules,
+                         offset=ctx.offset)
     return {"ids": [m.id for m in cmd.messages]}
 
 

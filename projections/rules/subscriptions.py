@@ -78,15 +78,35 @@ def create_subscription(tx: Overlay, cmd: CreateSubscription, ctx: Context,
         stale = tx.get(sub_key(ctx, cmd.project, cmd.queue, existing_id.decode()))
         if stale is not None:
             remove_subscription(tx, ctx, cmd.project, cmd.queue, loads(stale))
+    if ctx.rules >= versions.FANOUT and cmd.max_subscriptions > 0:
+        check_subscription_cap(tx, ctx, cmd.project, cmd.queue, cmd.max_subscriptions)
     quotas.check_new_queue(tx, ctx, cmd)
     ensure_queue(tx, ctx, cmd.project, cmd.queue)
     sub = {"id": cmd.subscription_id, "subscriber": cmd.subscriber, "ttl": cmd.ttl,
            "options": cmd.options, "c": ctx.now, "e": ctx.now + cmd.ttl * 1000,
            "confirmed": False}
+    if ctx.rules >= versions.FANOUT:
+        sub["o"] = ctx.offset  # which fan-out entries it takes: those posted after it
     put_subscription(tx, ctx, cmd.project, cmd.queue, sub)
     if ctx.rules >= versions.NOTIFY and cmd.require_confirmation:
         delivery.request_confirmation(tx, ctx.partition, ctx.now, cmd.project, cmd.queue, sub)
     return {"subscription_id": sub["id"], "created": True}
+
+
+def check_subscription_cap(tx: View, ctx: Context, project: str, name: str, cap: int) -> None:
+    """Refuse a new subscription past ``cap`` live ones on the queue (rules >= 5).
+
+    Bounded: counts at most ``cap`` live subscriptions (plus expired ones not swept yet).
+    """
+    prefix = K.sub_scope(ctx.partition, K.SUB, project, name)
+    live = 0
+    for _, raw in tx.scan(prefix, K.prefix_end(prefix)):
+        if loads(raw)["e"] > ctx.now:
+            live += 1
+            if live >= cap:
+                raise Rejected("invalid", (
+                    f"A queue may not have more than {cap} subscriptions "
+                    "(max_subscriptions_per_queue)."))
 
 
 def sub_not_found(sub_id: str) -> Rejected:
@@ -132,6 +152,8 @@ def confirm_subscription(tx: Overlay, cmd: ConfirmSubscription, ctx: Context,
                            ctx.now)
     if sub is None:
         raise sub_not_found(cmd.subscription_id)
+    if ctx.rules >= versions.FANOUT and cmd.confirmed and not sub["confirmed"]:
+        sub["co"] = ctx.offset  # fan-out entries from here on reach it
     sub["confirmed"] = cmd.confirmed
     tx.put(sub_key(ctx, cmd.project, cmd.queue, sub["id"]), dumps(sub))
     if ctx.rules >= versions.NOTIFY and cmd.require_confirmation and not cmd.confirmed:

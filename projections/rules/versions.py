@@ -40,11 +40,21 @@ PRUNE_SLACK = 4
 prunes what is due in slices: a partition taking a record every few seconds no longer pays an
 outcome scan per record for one outcome each. De-duplication still covers at least the window."""
 
+FANOUT = 5
+"""Fan-out off the post (issue 12, DESIGN §7 "no single command does unbounded work"): a post
+to a queue with subscriptions records one fan-out entry (the messages, once) instead of a
+delivery per (message, subscription); the owner's ``FanOut`` commands expand the oldest
+entries into pending deliveries in bounded slices, for the subscriptions that existed (and,
+when confirmation is required, were confirmed) at the post's log position — subscriptions
+record the offset that created (``o``) and confirmed (``co``) them. A subscription create is
+refused (400) past the stamped ``max_subscriptions`` live subscriptions of its queue."""
+
 VERSIONS: dict[int, str] = {
     ORIGINAL: "first release",
     BOUNDED: "bounded work: cursors, sliced purge/GC/expiry, delayed index, free is free",
     NOTIFY: "notifications: pending deliveries at post time, delivery reports, confirmation",
     PRUNE_SLACK: "outcome pruning in slices, 30 s of slack past the window",
+    FANOUT: "fan-out entries expanded by FanOut slices; a cap on subscriptions per queue",
 }
 LATEST = max(VERSIONS)
 

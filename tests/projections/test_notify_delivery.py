@@ -18,6 +18,7 @@ from projections.commands import (
     CreateSubscription,
     DeleteSubscription,
     DeliveryReport,
+    FanOut,
     NewMessage,
     PostMessages,
     SetRules,
@@ -239,7 +240,7 @@ def test_a_rules_2_log_folds_with_no_deliveries_then_the_switch_turns_them_on() 
 
 async def test_a_live_partition_on_an_old_log_switches_to_deliveries(tmp_path: Path) -> None:
     """The runner folds a rules-2 log as it was, appends SetRules(latest), then posts
-    record deliveries."""
+    record deliveries (from rules 5 through a fan-out entry that a FanOut expands)."""
     def stamp(cmd: Any) -> bytes:
         return encode(replace(cmd, project="p", queue="q", time_ms=wall_ms()))
 
@@ -260,6 +261,10 @@ async def test_a_live_partition_on_an_old_log_switches_to_deliveries(tmp_path: P
                 (offset,) = await log.append(0, [stamp(PostMessages(
                     id="c3", messages=[NewMessage(id="m2", body="new")], deliver=True))])
                 await runner.applied(0, offset)
+                assert delivery.pending_count(store, 0) == 0 and delivery.fanout_pending(store, 0)
+                (offset,) = await log.append(0, [stamp(FanOut(id="c4"))])
+                await runner.applied(0, offset)
+                assert not delivery.fanout_pending(store, 0)
                 found = delivery.due(store, 0, delivery.due_start(0, 0), 2**62, 10, 0)
                 assert [(p.subscription_id, p.item) for p in found] == [("s1", "m2")]
         finally:

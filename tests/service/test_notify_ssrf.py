@@ -3,7 +3,6 @@ subscribe time (400, nothing appended) and again after DNS resolution at send ti
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from ops.settings import Settings
@@ -11,6 +10,7 @@ from projections import commands as C
 from service.errors import HTTPError
 from service.forwarded import admit
 from service.notify import ssrf
+from service.notify.http1 import HttpClient
 from service.notify.webhook import WebhookSender
 from tests.service.conftest import Factory
 from tests.support.receivers import HttpReceiver
@@ -68,14 +68,14 @@ async def test_send_time_check_follows_dns() -> None:
         port = receiver.url.rsplit(":", 1)[1]
         with pytest.raises(ssrf.TargetRefused):
             await ssrf.resolve_checked("localhost", int(port))
-        async with httpx.AsyncClient() as client:
-            guarded = WebhookSender(client, timeout=2, private_targets=False)
-            result = await guarded.post(f"http://localhost:{port}/", b"{}", {})
-            assert result["r"] == "refused" and result["error"] == ssrf.REFUSED
-            assert receiver.snapshot() == []
-            open_ = WebhookSender(client, timeout=2, private_targets=True)
-            assert (await open_.post(f"http://localhost:{port}/", b"{}", {}))["r"] == \
-                "delivered"
+        client = HttpClient()
+        guarded = WebhookSender(client, timeout=2, private_targets=False)
+        result = await guarded.post(f"http://localhost:{port}/", b"{}", {})
+        assert result["r"] == "refused" and result["error"] == ssrf.REFUSED
+        assert receiver.snapshot() == []
+        open_ = WebhookSender(client, timeout=2, private_targets=True)
+        assert (await open_.post(f"http://localhost:{port}/", b"{}", {}))["r"] == "delivered"
+        await client.aclose()
         assert len(receiver.snapshot()) == 1
     finally:
         receiver.stop()

@@ -173,3 +173,27 @@ async def test_update_bad_input(svc: Service, body: Any, description: str) -> No
     assert r.status_code == 400
     assert r.json() == {"title": "Invalid API request", "description": description}
     assert await svc.ends() == before
+
+
+async def test_max_subscriptions_per_queue(make_service: Any) -> None:
+    """One subscription past the cap is Zaqar's 400; it changes nothing (decided in apply);
+    a topic has the same cap; another queue is not affected."""
+    svc = await make_service(max_subscriptions_per_queue=2)
+    for n in range(2):
+        await create(svc, subscriber=f"http://10.0.0.{n + 1}:5679")
+    r = await svc.client.post("/v2/queues/q/subscriptions",
+                              json={"subscriber": "http://10.0.0.9:5679"})
+    assert r.status_code == 400
+    assert r.json() == {"title": "Invalid API request", "description": (
+        "A queue may not have more than 2 subscriptions (max_subscriptions_per_queue).")}
+    listed = (await svc.client.get("/v2/queues/q/subscriptions")).json()["subscriptions"]
+    assert sorted(s["subscriber"] for s in listed) == ["http://10.0.0.1:5679",
+                                                       "http://10.0.0.2:5679"]
+    await create(svc, queue="other", subscriber="http://10.0.0.9:5679")
+    for n in range(2):
+        r = await svc.client.post("/v2/topics/t/subscriptions",
+                                  json={"subscriber": f"http://10.0.0.{n + 1}:5679"})
+        assert r.status_code == 201
+    r = await svc.client.post("/v2/topics/t/subscriptions",
+                              json={"subscriber": "http://10.0.0.9:5679"})
+    assert r.status_code == 400
