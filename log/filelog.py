@@ -146,6 +146,23 @@ def _delete_segments(directory: Path, paths: list[Path]) -> None:
     _fsync_dir(directory)
 
 
+def _contiguous(chunks: list[tuple[_Segment, int, bytes]]) -> list[tuple[_Segment, int, bytes]]:
+    """The chunks of a round with each run that continues the previous one in the same
+    segment joined: one ``pwrite`` per run, not per append. The writer thread takes the GIL
+    back after every write, and while the event loop is busy each take can wait for the
+    switch interval, so a round of many small appends paid that wait once per append."""
+    runs: list[tuple[_Segment, int, list[bytes]]] = []
+    end = -1
+    for seg, pos, data in chunks:
+        if runs and runs[-1][0] is seg and pos == end:
+            runs[-1][2].append(data)
+        else:
+            runs.append((seg, pos, [data]))
+        end = pos + len(data)
+    return [(seg, pos, parts[0] if len(parts) == 1 else b"".join(parts))
+            for seg, pos, parts in runs]
+
+
 def _segment_name(base: int) -> str:
     return f"{base:020d}{SEGMENT_SUFFIX}"
 
@@ -753,7 +770,7 @@ class FileLog:
         index, so a sealed segment is always complete on disk with its index, and only the
         last segment can have a torn tail.
         """
-        for seg, pos, data in chunks:
+        for seg, pos, data in _contiguous(chunks):
             if seg is not part.open_segment:
                 old = part.open_segment
                 if old is not None:

@@ -92,7 +92,8 @@ def _bench_compare(args: argparse.Namespace) -> int:
     from ops.bench.compare import main
 
     main(seconds=args.seconds, rounds=args.rounds, workers=args.workers,
-         load=not args.no_load, servers=tuple(args.servers.split(",")))
+         load=not args.no_load, servers=tuple(args.servers.split(",")),
+         marconi_port=args.marconi_port, zaqar_port=args.zaqar_port)
     return 0
 
 
@@ -374,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="skip the Python load generator (client-bound) phase")
     bcmp.add_argument("--servers", default="marconi,zaqar",
                       help="which servers, comma-separated (marconi, zaqar)")
+    bcmp.add_argument("--marconi-port", type=int, default=8890, help="port for marconi serve")
+    bcmp.add_argument("--zaqar-port", type=int, default=8889, help="port for Zaqar (gunicorn)")
     bcmp.set_defaults(func=_bench_compare)
     brep = bench_add("replay", help="audit a long queue history: time, memory")
     brep.add_argument("--commands", type=int, default=100_000,

@@ -6,6 +6,8 @@ runner and RocksDB, answering its front processes over a Unix socket (``service.
   (append, fsync, apply) — the answer leaves only after that, so durable before 2xx holds.
 * A request (``R``): the whole HTTP request, answered by this process's own app (the reads:
   a barrier here, then the store), its response sent back.
+* Metrics (``M``): a front's samples, kept; a scrape is answered with the sum over every
+  front and this process's log, projection and delivery figures (``service.metricsfanin``).
 
 The gateway is looked up on the app for every frame: a live rebuild swaps it there.
 """
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, cast
@@ -23,6 +24,7 @@ import orjson
 
 from projections.commands import CommandDecodeError, decode
 from service import corewire as W
+from service import metricsfanin as fanin
 from service.errors import HTTPError, bad_request
 
 logger = logging.getLogger("marconi.core")
@@ -63,6 +65,8 @@ class CoreConnection(asyncio.Protocol):
                 self._writer.send(rid, W.OUTCOME, await self._server.execute(payload))
             elif kind == W.REQUEST:
                 self._writer.send(rid, W.RESPONSE_KIND, await self._server.request(payload))
+            elif kind == W.METRICS:
+                self._writer.send(rid, W.METRICS_TEXT, await self._server.metrics(self, payload))
             else:
                 raise bad_request(f"unknown frame kind {kind}")
         except HTTPError as exc:
@@ -81,6 +85,7 @@ class CoreServer:
         self.path = path
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[CoreConnection] = set()
+        self._front_metrics: dict[CoreConnection, list[fanin.Family]] = {}
         self.changed = asyncio.Event()
 
     @property
@@ -93,6 +98,7 @@ class CoreServer:
 
     def disconnected(self, conn: CoreConnection) -> None:
         self._connections.discard(conn)
+        self._front_metrics.pop(conn, None)
         self.changed.set()
 
     async def start(self) -> None:
@@ -116,9 +122,26 @@ class CoreServer:
             raise bad_request(f"not a command: {exc}") from None
         gateway = self.app.state.gateway
         partition = gateway.partition_of(cmd.project, cmd.queue)
-        stamped = dataclasses.replace(cmd, time_ms=gateway.now_ms(partition))
-        outcome = await gateway.execute(stamped)
-        return W.U64.pack(stamped.time_ms) + orjson.dumps(outcome)
+        # The command was decoded just now and nothing else holds it: stamp it in place
+        # (``dataclasses.replace`` would build and check a second one).
+        object.__setattr__(cmd, "time_ms", gateway.now_ms(partition))
+        outcome = await gateway.execute(cmd)
+        return W.U64.pack(cmd.time_ms) + orjson.dumps(outcome)
+
+    async def metrics(self, conn: CoreConnection, payload: bytes) -> bytes:
+        """Keep a front's samples; for a scrape, answer every process's sum (the text)."""
+        try:
+            self._front_metrics[conn] = fanin.decode(payload[1:])
+        except (ValueError, TypeError):
+            raise bad_request("not metric samples") from None
+        if payload[:1] != W.SCRAPE:
+            return b""
+        metrics = self.app.state.metrics
+        refresh = getattr(self.app.state.status, "refresh", None)
+        if refresh is not None:  # log starts and sizes, as a scrape of one process reads them
+            await refresh()
+        own = fanin.families_of(metrics.registry, skip_prefix=fanin.FRONT_ONLY_PREFIX)
+        return fanin.render(fanin.merge([own, *self._front_metrics.values()]))
 
     async def request(self, payload: bytes) -> bytes:
         scope, body = W.request_from(payload)

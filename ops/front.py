@@ -24,7 +24,14 @@ from hypercorn.asyncio import serve as hypercorn_serve
 
 from ops.settings import Settings, SettingsError
 from service.app import create_app
-from service.remotegateway import CoreLink, ForwardedHistory, RecordBody, RemoteGateway
+from service.metrics import Metrics
+from service.remotegateway import (
+    CoreLink,
+    CoreMetrics,
+    ForwardedHistory,
+    RecordBody,
+    RemoteGateway,
+)
 
 logger = logging.getLogger("marconi.front")
 
@@ -56,10 +63,17 @@ async def run(args: argparse.Namespace) -> int:
     link.closed.add_done_callback(lambda _: stop.set())
     gateway = RemoteGateway(link, args.partitions, timeout=settings.request_timeout)
     history = ForwardedHistory(link, settings.request_timeout + 1.0)
-    app = RecordBody(create_app(settings, gateway, history_reader=history))
-    await hypercorn_serve(app, hypercorn_config(settings, listener),  # type: ignore[arg-type]
-                          shutdown_trigger=stop.wait)
-    link.close()
+    metrics = Metrics()
+    core_metrics = CoreMetrics(link, settings.request_timeout + 1.0)
+    metrics.fan_in = core_metrics  # one scrape shows every process (service.metricsfanin)
+    app = RecordBody(create_app(settings, gateway, history_reader=history, metrics=metrics))
+    pushing = loop.create_task(core_metrics.push(metrics), name="metrics-push")
+    try:
+        await hypercorn_serve(app, hypercorn_config(settings, listener),  # type: ignore[arg-type]
+                              shutdown_trigger=stop.wait)
+    finally:
+        pushing.cancel()
+        link.close()
     return 0
 
 

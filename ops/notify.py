@@ -8,19 +8,19 @@ HTTP and SMTP code; this module is where settings become those objects, so nothi
 from __future__ import annotations
 
 from ops.settings import Settings
-from service.notify.http1 import HttpClient
 from service.notify.mailto import MailSender, SmtpServer
 from service.notify.notifier import Notifier
 from service.notify.webhook import WebhookSender
 
 
 class NotifierWiring:
-    """The notifier and the HTTP client it owns (closed with ``aclose``)."""
+    """The notifier and the webhook sender it owns (its HTTP session closed by ``aclose``)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.client = HttpClient(per_target=max(settings.notification_concurrency, 1))
-        webhooks = WebhookSender(self.client, timeout=settings.notification_timeout,
-                                 private_targets=settings.notification_private_targets)
+        self.webhooks = webhooks = WebhookSender(
+            timeout=settings.notification_timeout,
+            private_targets=settings.notification_private_targets,
+            per_target=max(settings.notification_concurrency, 1))
         mail = MailSender(SmtpServer(
             host=settings.smtp_host, port=settings.smtp_port, user=settings.smtp_user,
             password=settings.smtp_password, starttls=settings.smtp_starttls,
@@ -37,4 +37,4 @@ class NotifierWiring:
                 "delivery_per_subscription": settings.notification_per_subscription}
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.webhooks.aclose()

@@ -36,7 +36,7 @@ from starlette.applications import Starlette
 
 from log import Log, LogError
 from log.filelog import FileLog
-from ops import admin
+from ops import admin, hypercorn_tuning
 from ops.admin import log_dir, snapshot_dir, store_dir
 from ops.core import CoreServer
 from ops.historyproc import ProcessHistory
@@ -123,17 +123,29 @@ def reserve(host: str, port: int) -> socket.socket:
     return sock
 
 
+KEEP_ALIVE_S = 5.0  # Hypercorn's default: an idle keep-alive connection is closed after this
+KEEP_ALIVE_MAX_REQUESTS = 1_000_000
+SWITCH_INTERVAL_S = 0.0005
+
+
 def hypercorn_config(settings: Settings, listener: socket.socket | None = None) -> Config:
     """Hypercorn's config; with ``listener`` it serves on that bound socket (and owns it)."""
     config = Config()
     config.bind = ([f"fd://{listener.detach()}"] if listener is not None
                    else [f"{settings.host}:{settings.port}"])
     config.graceful_timeout = settings.graceful_timeout
-    # A connection silent for longer than any request may take is dropped (a trickled body
-    # is cut earlier, by service.bodytimeout).
-    config.read_timeout = int(settings.request_timeout + settings.body_timeout) + 5
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
+    # No per-read timeout: Hypercorn wraps every socket read of a connection in
+    # ``wait_for`` when it is set (a task and a timer per read, ~10 % of a small POST). A
+    # silent connection is dropped all the same: between requests by the keep-alive timeout,
+    # while a body is due by ``service.bodytimeout`` (408, then close).
+    config.read_timeout = None
+    config.keep_alive_timeout = KEEP_ALIVE_S
+    # Hypercorn closes a keep-alive connection after 1,000 requests by default: a busy
+    # client then pays a reconnect (and its latency) every second or so, for nothing.
+    config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
+    hypercorn_tuning.install()  # one send per response (ops/hypercorn_tuning.py)
     return config
 
 
@@ -457,6 +469,10 @@ def serve(args: argparse.Namespace) -> int:
     from ops.logs import configure
 
     configure(getattr(args, "log_level", "INFO"), settings.log_format)
+    # The log's commit thread needs the GIL back after every write and fsync; while the
+    # event loop is busy it waits for the switch interval (5 ms by default) each time, and
+    # every acknowledgement of that commit round waits with it (the POST p99 under load).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(run(settings, explicit_partitions=args.partitions is not None))

@@ -133,7 +133,9 @@ class Settings:
     metrics_token: str | None = None  # when set, /metrics wants "Authorization: Bearer <it>"
     max_queues_per_project: int = 0  # queues one project may hold (all partitions together)
     max_messages_per_queue: int = 0  # messages stored in one queue (decided in apply)
-    rate_limit: float = 0.0  # requests per second per project (token bucket refill)
+    # requests per second per project (token bucket refill); under serve --workers N each
+    # front process enforces rate_limit / N on the connections it serves (README "Settings")
+    rate_limit: float = 0.0
     rate_burst: int = 0  # bucket size; 0 = max(1, 2 * rate_limit)
     body_timeout: float = 30.0  # seconds a client may take to send a request body (408)
 

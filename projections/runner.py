@@ -370,6 +370,20 @@ class Runner:
         await ready.wait()  # an owner sends its outbox only once caught up (§7)
         await self._send_outbox(p)
 
+    async def until_ready(self, partition: int, timeout: float | None = None) -> None:
+        """Wait until ``partition`` is ready: caught up and folding under the configured
+        rules. A command appended before the owner's ``SetRules`` would be applied under the
+        older rules, and a read before catch-up would miss acknowledged writes."""
+        if self.ready(partition):
+            return
+        event = self._ready_events.get(partition)
+        if event is None or partition not in self._owned or not self._started:
+            raise RuntimeError(f"partition {partition} is not served here")
+        async with asyncio.timeout(timeout):
+            await event.wait()
+        if self._failed is not None:
+            raise RuntimeError(f"projection runner failed: {self._failed!r}")
+
     async def settled(self, timeout: float | None = 30) -> None:
         """Wait until every owned partition is ready (caught up, on its rules): tests and
         tools that count records start from here."""

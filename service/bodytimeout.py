@@ -1,7 +1,8 @@
 """A deadline for reading the request body, so a client trickling it cannot hold a request
 (and its connection) open for ever: past ``seconds`` the answer is 408 and the connection
 closes. Hypercorn only has a per-read idle timeout (``read_timeout``), which a byte every few
-seconds resets; the wiring sets that too, as a guard for connections that go silent.
+seconds resets and which costs a task per read; the wiring leaves it off (``ops.serve``): this
+covers a request's body, Hypercorn's keep-alive timeout the silence between requests.
 """
 
 from __future__ import annotations

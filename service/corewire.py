@@ -6,10 +6,12 @@ during one event-loop turn leave in one ``write`` (``FrameWriter``): under load 
 the core batches of commands, and the core answers in batches.
 
 Kinds, front → core: ``E`` a command (its encoded record), ``R`` a whole HTTP request the
-core answers itself (reads: the store lives there). Core → front: ``O`` the outcome of a
-command (``u64 time_ms`` stamped by the core, then the outcome as JSON), ``X`` an
-``HTTPError`` (JSON), ``H`` an HTTP response (``u16 status``, ``u32`` header JSON length,
-the headers, the body).
+core answers itself (reads: the store lives there), ``M`` the front's metric samples
+(``service.metricsfanin``; first byte ``S``: a scrape, answer the sum, ``P``: only keep them).
+Core → front: ``O`` the outcome of a command (``u64 time_ms`` stamped by the core, then the
+outcome as JSON), ``X`` an ``HTTPError`` (JSON), ``H`` an HTTP response (``u16 status``,
+``u32`` header JSON length, the headers, the body), ``T`` the text of a scrape (empty for a
+push).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ REQUEST = ord("R")
 OUTCOME = ord("O")
 ERROR = ord("X")
 RESPONSE_KIND = ord("H")
+METRICS = ord("M")
+METRICS_TEXT = ord("T")
+SCRAPE = b"S"
+PUSH = b"P"
 
 MAX_FRAME = 64 * 1024 * 1024  # far above any request body the API accepts
 

@@ -94,14 +94,26 @@ class LocalGateway:
         self._stamped[partition] = now
         return now
 
+    async def _ready(self, partition: int, failed: str) -> None:
+        """Nothing is appended or read before the partition is ready (``Runner.until_ready``):
+        a request that arrives while the node is still starting waits, then 503s."""
+        if self._runner.ready(partition):
+            return
+        try:
+            await self._runner.until_ready(partition, self._timeout)
+        except (TimeoutError, RuntimeError):
+            raise Unavailable(failed) from None
+
     async def execute(self, cmd: Command) -> Outcome:
         partition = self.partition_of(cmd.project, cmd.queue)
         failed = OPERATION_FAILED.get(type(cmd), "The command could not be completed.")
+        await self._ready(partition, failed)
         record = encode(cmd)
         try:
-            # Shielded: a timeout must not cancel the log's shared commit round.
-            (offset,) = await asyncio.wait_for(
-                asyncio.shield(self._log.append(partition, [record])), self._timeout)
+            # Shielded: a timeout must not cancel the log's shared commit round. (A timeout
+            # scope, not ``wait_for``: no second future and waiter per command.)
+            async with asyncio.timeout(self._timeout):
+                (offset,) = await asyncio.shield(self._log.append(partition, [record]))
         except RecordTooLargeError:
             raise bad_request("The request is too large to be stored.") from None
         except TimeoutError:
@@ -142,6 +154,7 @@ class LocalGateway:
         return outcome
 
     async def _barrier(self, partition: int) -> None:
+        await self._ready(partition, READ_FAILED)
         try:
             await self._runner.barrier(partition, self._timeout)
         except (TimeoutError, RuntimeError, LogError):
@@ -165,6 +178,8 @@ class LocalGateway:
         return self._log.health()
 
     async def reachable(self) -> bool:
+        if not all(self._runner.ready(p) for p in range(self._log.partitions)):
+            return False  # still starting: answer the ping now, not after the timeout
         try:
             await self.views_all()
         except HTTPError:

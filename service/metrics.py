@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -347,6 +347,9 @@ class Metrics:
         # (method, route, status) -> its counter and histogram children: ``labels()`` takes
         # a lock and builds a tuple on every call
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # A front of ``serve --workers N`` answers scrapes with the core's sum of every
+        # process (``service.metricsfanin``); None: this registry alone.
+        self.fan_in: Callable[[Metrics], Awaitable[bytes]] | None = None
 
     def delivery(self, item: Any, result: dict[str, Any]) -> None:
         """Count one delivery attempt (the runner's ``on_delivery`` hook)."""
@@ -379,6 +382,12 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    async def exposition(self) -> bytes:
+        """What a scrape gets: this registry, or the sum over the processes (fan-in)."""
+        if self.fan_in is not None:
+            return await self.fan_in(self)
+        return self.render()
 
     def require_token(self, token: str | None) -> None:
         """Scrapes need ``Authorization: Bearer <token>`` from now on (None: open)."""
@@ -413,7 +422,7 @@ class Metrics:
             refresh = getattr(self.state.status, "refresh", None)
             if refresh is not None:  # log starts and sizes are read here, not in collect()
                 await refresh()
-            body, status, ctype = self.render(), 200, CONTENT_TYPE_LATEST.encode()
+            body, status, ctype = await self.exposition(), 200, CONTENT_TYPE_LATEST.encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", ctype),
                                 (b"content-length", str(len(body)).encode()), *headers]})

@@ -25,7 +25,9 @@ from log import LogHealth, partition_for
 from projections.commands import Command, encode
 from projections.store import View
 from service import corewire as W
+from service import metricsfanin as fanin
 from service.errors import HTTPError, Unavailable
+from service.metrics import Metrics
 from service.types import ASGIApp, Message, Outcome, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
@@ -220,3 +222,35 @@ class ForwardedHistory:
 
     async def close(self) -> None:
         return None
+
+
+class CoreMetrics:
+    """A front's ``/metrics`` (``Metrics.fan_in``): its samples go to the core, which answers
+    the sum over every process (``service.metricsfanin``). ``push`` sends them every
+    ``PUSH_INTERVAL_S`` so a scrape on a sibling front sees this one's requests too."""
+
+    def __init__(self, link: CoreLink, timeout: float) -> None:
+        self._link = link
+        self._timeout = timeout
+
+    async def __call__(self, metrics: Metrics) -> bytes:
+        try:
+            kind, payload = await self._send(metrics, W.SCRAPE)
+        except (ConnectionError, TimeoutError):
+            logger.warning("metrics: no answer from the core; this front's figures only")
+            return metrics.render()
+        if kind == W.ERROR:
+            raise W.error_from(payload)
+        return payload
+
+    async def _send(self, metrics: Metrics, mode: bytes) -> tuple[int, bytes]:
+        samples = fanin.encode(fanin.families_of(metrics.registry))
+        return await self._link.call(W.METRICS, mode + samples, self._timeout)
+
+    async def push(self, metrics: Metrics) -> None:
+        while not self._link.closed.done():
+            try:
+                await self._send(metrics, W.PUSH)
+            except (ConnectionError, TimeoutError):
+                return
+            await asyncio.sleep(fanin.PUSH_INTERVAL_S)

@@ -398,3 +398,25 @@ async def test_memory_is_per_segment_not_per_record(tmp_path: Path) -> None:
         in_memory = sum(1 for s in part.segments if s.index is not None)
         assert in_memory <= 9  # the active one plus the few most recently read
         assert entries <= in_memory * (64 * 1024 // 4096 + 2)
+
+
+async def test_a_commit_round_writes_each_partition_once(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Appends that share a round go to disk in one write per partition, not one each: the
+    writer thread retakes the GIL after every write, which under load costs a switch
+    interval each time, and every acknowledgement of the round waits for it."""
+    writes = []
+    real = os.pwrite
+
+    def counting(fd: int, data: bytes, offset: int) -> int:
+        writes.append(len(data))
+        return real(fd, data, offset)
+
+    async with FileLog(tmp_path / "log", 2) as log:
+        monkeypatch.setattr(os, "pwrite", counting)
+        results = await asyncio.gather(*(log.append(1, [f"r{i}".encode()]) for i in range(20)))
+        monkeypatch.setattr(os, "pwrite", real)
+        assert sorted(o for (o,) in results) == list(range(20))
+        assert len(writes) == 1
+        assert [r.value for r in await log.read(1, 0, 100)] == [f"r{i}".encode()
+                                                               for i in range(20)]

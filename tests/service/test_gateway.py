@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+from log.filelog import FileLog
 from projections import queries
-from projections.commands import CreateQueue, NewMessage, PostMessages
+from projections.commands import CreateQueue, NewMessage, PostMessages, SetRules, decode
+from projections.memstore import MemoryStore
+from projections.runner import Runner
+from service.gateway import LocalGateway
 from service.types import Gateway
 from tests.service.conftest import Factory, Service
 
@@ -64,3 +69,32 @@ async def test_requests_waiting_at_shutdown_get_503(make_service: Factory) -> No
     r = await asyncio.wait_for(pending, 2)
     assert r.status_code == 503
     assert r.headers["retry-after"] == "1"
+
+
+async def test_commands_wait_until_the_partition_is_ready(tmp_path: Path) -> None:
+    """A request that arrives while the owner is still starting is appended only after the
+    owner's ``SetRules``, so it folds under the configured rules, not the old ones."""
+    log = FileLog(tmp_path / "log", 2)
+    await log.start()
+    store = MemoryStore()
+    runner = Runner(log, store, range(2), sweep_interval=0)
+    await runner.start()  # not settled: the rules switch has not been appended yet
+    gw = LocalGateway(log, runner, store, timeout=5.0)
+    p = gw.partition_of("proj", "early")
+    assert not runner.ready(p)
+    cmd = PostMessages(id="early-1", project="proj", queue="early", client_id="c",
+                       time_ms=gw.now_ms(p), messages=[NewMessage(id="m1", body=1)])
+    assert await gw.execute(cmd) == {"ids": ["m1"]}
+    kinds = [type(decode(rec.value)) for rec in await log.read(p, 0, 10)]
+    assert kinds == [SetRules, PostMessages]
+    await runner.stop()
+    await log.stop()
+
+
+async def test_a_stopped_runner_takes_no_commands(make_service: Factory) -> None:
+    svc = await make_service(request_timeout=5)
+    await svc.runner.stop()
+    before = await svc.ends()
+    r = await svc.client.put("/v2/queues/late")
+    assert r.status_code == 503
+    assert await svc.ends() == before  # refused before the append

@@ -3,6 +3,9 @@ subscribe time (400, nothing appended) and again after DNS resolution at send ti
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+
 import pytest
 
 from ops.settings import Settings
@@ -10,7 +13,6 @@ from projections import commands as C
 from service.errors import HTTPError
 from service.forwarded import admit
 from service.notify import ssrf
-from service.notify.http1 import HttpClient
 from service.notify.webhook import WebhookSender
 from tests.service.conftest import Factory
 from tests.support.receivers import HttpReceiver
@@ -64,20 +66,28 @@ async def test_allowed_when_private_targets_are_on(make_service: Factory) -> Non
 async def test_send_time_check_follows_dns() -> None:
     """``localhost`` resolves to loopback: refused after resolution, nothing is sent."""
     receiver = HttpReceiver().start()
+    guarded = WebhookSender(timeout=2, private_targets=False)
+    open_ = WebhookSender(timeout=2, private_targets=True)
     try:
         port = receiver.url.rsplit(":", 1)[1]
         with pytest.raises(ssrf.TargetRefused):
             await ssrf.resolve_checked("localhost", int(port))
-        client = HttpClient()
-        guarded = WebhookSender(client, timeout=2, private_targets=False)
         result = await guarded.post(f"http://localhost:{port}/", b"{}", {})
         assert result["r"] == "refused" and result["error"] == ssrf.REFUSED
+        result = await guarded.post(f"http://127.0.0.1:{port}/", b"{}", {})
+        assert result["r"] == "refused" and result["error"] == ssrf.REFUSED
+        # a name no rule knows (this machine's own) goes through the resolver's check
+        own = socket.gethostname()
+        if not ssrf.address_allowed(ipaddress.ip_address(
+                socket.getaddrinfo(own, 80, type=socket.SOCK_STREAM)[0][4][0])):
+            result = await guarded.post(f"http://{own}:{port}/", b"{}", {})
+            assert result["r"] == "refused" and result["error"] == ssrf.REFUSED
         assert receiver.snapshot() == []
-        open_ = WebhookSender(client, timeout=2, private_targets=True)
         assert (await open_.post(f"http://localhost:{port}/", b"{}", {}))["r"] == "delivered"
-        await client.aclose()
         assert len(receiver.snapshot()) == 1
     finally:
+        await guarded.aclose()
+        await open_.aclose()
         receiver.stop()
 
 

@@ -328,9 +328,9 @@ async def test_unexpected_errors_are_500_json(tmp_path, make_service: Factory) -
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://marconi.test", headers=svc.headers()) as c:
         assert (await c.put("/v2/queues/q")).status_code == 201
-        await runner.stop()
-        store.close()
+        store.close()  # under a running runner (a stopped one answers 503 before the store)
         r = await c.get("/v2/queues/q")
+        await runner.stop()
     assert r.status_code == 500
     assert r.headers["content-type"] == "application/json"
     assert r.json()["title"] == "Internal server error"

@@ -150,3 +150,50 @@ def test_frames_survive_any_cut() -> None:
 def test_a_bad_frame_length_is_refused() -> None:
     with pytest.raises(W.WireError):
         W.FrameReader().feed(b"\x00\x00\x00\x01xxxx")
+
+
+async def test_one_scrape_of_a_front_shows_every_process(tmp_path: Path) -> None:
+    """``/metrics`` on a front: the requests of every front, summed, and the core's log and
+    projection figures (which live only in the core)."""
+    from service.metrics import Metrics, parse_samples
+    from service.remotegateway import CoreMetrics
+    from tests.service.test_metrics import MSGS_ROUTE, close, observed_app
+
+    core = await observed_app(tmp_path)
+    transport = core.client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    server = CoreServer(transport.app, tmp_path / "core.sock")
+    await server.start()
+    settings = transport.app.state.settings  # type: ignore[attr-defined]
+    fronts, links = [], []
+    for _ in range(2):
+        link = await CoreLink.connect(str(tmp_path / "core.sock"))
+        metrics = Metrics()
+        metrics.fan_in = CoreMetrics(link, 5.0)
+        app = RecordBody(create_app(settings, RemoteGateway(link, PARTITIONS, timeout=5.0),
+                                    metrics=metrics))
+        fronts.append(httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://front.test",
+            headers={"Client-ID": "3381af92-2b9e-11e3-b191-71861300734c",
+                     "X-Project-ID": PROJECT}))
+        links.append(link)
+    a, b = fronts
+    for front, posts in ((a, 2), (b, 1)):
+        for i in range(posts):
+            r = await front.post("/v2/queues/q/messages", json={"messages": [{"body": i}]})
+            assert r.status_code == 201
+    assert (await b.get("/metrics")).status_code == 200  # b's samples reach the core
+    r = await a.get("/metrics")
+    assert r.status_code == 200
+    samples = {(name, frozenset(labels.items())): value
+               for name, labels, value in parse_samples(r.text)}
+    posted = frozenset({"method": "POST", "route": MSGS_ROUTE, "status": "201"}.items())
+    assert samples[("marconi_http_requests_total", posted)] == 3  # both fronts, once each
+    assert samples[("marconi_log_appended_records_total", frozenset())] >= 3  # the core's
+    assert any(name == "marconi_projection_applied_offset" for name, _ in samples)
+    for front in fronts:
+        await front.aclose()
+    for link in links:
+        link.close()
+    await server.stop()
+    await close(core)
