@@ -317,7 +317,7 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    workers = settings.workers or os.cpu_count() or 1
+    workers = settings.workers or usable_cores()
     reservation: socket.socket | None = None
     if workers == 1:
         listener = listen(settings.host, settings.port)
@@ -366,6 +366,15 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
 
 
 FRONT_START_S = 60.0
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (``workers = 0``): its CPU affinity, which a
+    container or ``taskset`` narrows, not every core of the machine (``os.cpu_count``)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def front_settings(settings: Settings, workers: int) -> Settings:

@@ -200,7 +200,9 @@ def main(seconds: float = 10.0, marconi_port: int = 8890, zaqar_port: int = 8889
             _wait_http(url)
         for n in range(rounds):
             for name, (url, pid) in targets.items():
-                print(f"round {n + 1}/{rounds}: measuring {name} at {url} ...", flush=True)
+                load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+                print(f"round {n + 1}/{rounds}: measuring {name} at {url} (load average "
+                      f"{load}) ...", flush=True)
                 runs[name].append(measure(url, pid, seconds, load=load))
     finally:
         if proc is not None:
