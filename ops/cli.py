@@ -149,7 +149,8 @@ def _bench_history(args: argparse.Namespace) -> int:
     from ops.bench.history import main
     from projections.rules.versions import LATEST
 
-    main(commands=args.commands, rules=args.rules or LATEST, stepped=not args.no_work_count)
+    main(commands=args.commands, rules=args.rules or LATEST, stepped=not args.no_work_count,
+         rounds=args.rounds)
     return 0
 
 
@@ -444,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rules version to fold under (default: the latest; 1: original)")
     bhist.add_argument("--no-work-count", action="store_true",
                        help="skip counting keys stepped per record (a slower in-memory fold)")
+    bhist.add_argument("--rounds", type=int, default=3,
+                       help="rounds, each folding every span (alternating order); medians")
     bhist.set_defaults(func=_bench_history)
     bbnd = bench_add(
         "bounded", help="HTTP: read during a big purge, claim on a delayed queue, RSS cycles")
