@@ -149,15 +149,19 @@ def _bench_history(args: argparse.Namespace) -> int:
     from ops.bench.history import main
     from projections.rules.versions import LATEST
 
-    main(commands=args.commands, rules=args.rules or LATEST, stepped=not args.no_work_count)
+    main(commands=args.commands, rules=args.rules or LATEST, stepped=not args.no_work_count,
+         rounds=args.rounds)
     return 0
 
 
 def _bench_bounded(args: argparse.Namespace) -> int:
     from ops.bench.bounded import main
 
+    env = dict(item.split("=", 1) for item in args.env)
     main(tree=args.tree, purge_n=args.purge, delayed_n=args.delayed, cycle_n=args.cycle,
-         cycles=args.cycles)
+         cycles=args.cycles, modes=tuple(m for m in args.modes.split(",") if m),
+         idle=args.idle, rate=args.rate, server_minutes=args.server_minutes,
+         expired_n=args.expired, list_n=args.listed, env=env)
     return 0
 
 
@@ -441,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rules version to fold under (default: the latest; 1: original)")
     bhist.add_argument("--no-work-count", action="store_true",
                        help="skip counting keys stepped per record (a slower in-memory fold)")
+    bhist.add_argument("--rounds", type=int, default=3,
+                       help="rounds, each folding every span (alternating order); medians")
     bhist.set_defaults(func=_bench_history)
     bbnd = bench_add(
         "bounded", help="HTTP: read during a big purge, claim on a delayed queue, RSS cycles")
@@ -450,6 +456,20 @@ def build_parser() -> argparse.ArgumentParser:
     bbnd.add_argument("--delayed", type=int, default=50_000, help="delayed messages")
     bbnd.add_argument("--cycle", type=int, default=30_000, help="messages per post/purge cycle")
     bbnd.add_argument("--cycles", type=int, default=6, help="post/purge cycles for the RSS")
+    bbnd.add_argument("--idle", type=float, default=0.0,
+                      help="rss: seconds to idle after the cycles, then the RSS again")
+    bbnd.add_argument("--modes", default="purge,delayed,listing,rss",
+                      help="comma-separated: purge, delayed, listing, rss, post-clock, expired")
+    bbnd.add_argument("--rate", type=float, default=10.0,
+                      help="post-clock, expired: server seconds per second of the bench")
+    bbnd.add_argument("--server-minutes", type=float, default=20.0,
+                      help="post-clock: minutes of server time to post for")
+    bbnd.add_argument("--expired", type=int, default=99_000,
+                      help="expired: messages that expire at once")
+    bbnd.add_argument("--listed", type=int, default=50_000,
+                      help="listing: messages in the emptied and the own-messages queue")
+    bbnd.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                      help="environment of the server (e.g. MALLOC_ARENA_MAX=2)")
     bbnd.set_defaults(func=_bench_bounded)
     bfuzz = bench_add(
         "fuzz", help="schemathesis from /v2/openapi.json: counts of requests, 5xx, bad 4xx")

@@ -44,6 +44,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from log import LogError, LogMismatchError
 from log.kafkalog import KEEP_FOREVER, KafkaLog
 from log.membership import SESSION_TIMEOUT_MS, Membership
+from ops import memory
 from ops.notify import NotifierWiring
 from ops.serve import hypercorn_config, snapshotter
 from ops.settings import Settings, SettingsError, load_settings
@@ -117,6 +118,7 @@ async def run_node(settings: Settings, options: ClusterOptions,
                    stop: asyncio.Event | None = None) -> int:
     """Serve as a cluster node until ``stop`` is set (or SIGTERM/SIGINT)."""
     stop = stop or asyncio.Event()
+    memory.tune_malloc(os.environ)  # before the store allocates its first memtable
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per forward is noise
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from starlette.applications import Starlette
 
 from log import Log, LogError
 from log.filelog import FileLog
-from ops import admin, hypercorn_tuning
+from ops import admin, hypercorn_tuning, memory
 from ops.admin import log_dir, snapshot_dir, store_dir
 from ops.core import CoreServer
 from ops.historyproc import ProcessHistory
@@ -181,9 +182,11 @@ class EmbeddedNode:
     deterministically, so any request sees correct state on either side of the swap.
     """
 
-    def __init__(self, settings: Settings, data: Path, log: FileLog) -> None:
+    def __init__(self, settings: Settings, data: Path, log: FileLog,
+                 clock: Callable[[], int] = wall_ms) -> None:
         self.settings = settings
         self.data = data
+        self.clock = clock  # what stamps commands; only a bench passes another (bench clock)
         self.log = CountingLog(log)
         self.store: RocksStore | None = None
         self.runner: Runner | None = None
@@ -197,7 +200,7 @@ class EmbeddedNode:
         self.metrics: Metrics | None = None
 
     def _runner(self, store: RocksStore) -> Runner:
-        runner = Runner(self.log, store, range(self.log.partitions),
+        runner = Runner(self.log, store, range(self.log.partitions), clock=self.clock,
                         snapshots=snapshotter(self.settings, self.log, self.data),
                         **self.notify.runner_options(self.settings))  # type: ignore[arg-type]
         if self.metrics is not None:
@@ -209,7 +212,7 @@ class EmbeddedNode:
         self.runner = self._runner(self.store)
         await self.runner.start()
         await self.log.refresh()
-        gateway = LocalGateway(self.log, self.runner, self.store,
+        gateway = LocalGateway(self.log, self.runner, self.store, self.clock,
                                timeout=self.settings.request_timeout)
         self.status = LocalStatus(self.log, self.runner, self.store, owner=self.owner)
         metrics = self.metrics = Metrics(log=self.log, status=self.status)
@@ -260,6 +263,8 @@ class EmbeddedNode:
             return {"snapshot": write_snapshot(self.store, str(body["dest"]))}
         if op == "swap":
             return await self.swap(str(body["store"]))
+        if op == "memory":
+            return memory.report(self.store, do_trim=bool(body.get("trim")))
         raise ValueError(f"unknown control request {op!r}")
 
     async def swap(self, name: str) -> dict[str, Any]:
@@ -284,7 +289,7 @@ class EmbeddedNode:
             raise
         caught_up = sum(runner.applied_offset(p) - before[p] for p in before)
         old_runner, old_store, old_path = self.runner, self.store, Path(self.store.path)
-        self.app.state.gateway = LocalGateway(self.log, runner, store,
+        self.app.state.gateway = LocalGateway(self.log, runner, store, self.clock,
                                               timeout=self.settings.request_timeout)
         self.status.runner, self.status.store = runner, store
         self.runner, self.store = runner, store
@@ -311,9 +316,14 @@ class EmbeddedNode:
 
 
 async def run(settings: Settings, *, explicit_partitions: bool = False,
-              stop: asyncio.Event | None = None) -> int:
-    """Serve until ``stop`` is set (or SIGTERM/SIGINT); returns the process exit code."""
+              stop: asyncio.Event | None = None, clock: Callable[[], int] = wall_ms) -> int:
+    """Serve until ``stop`` is set (or SIGTERM/SIGINT); returns the process exit code.
+
+    ``clock`` stamps every command (and judges expiry); ``marconi serve`` always uses the
+    wall clock, ``ops/bench/clockserve.py`` a faster one (no setting: operators never see it).
+    """
     stop = stop or asyncio.Event()
+    memory.tune_malloc(os.environ)  # before the store allocates its first memtable
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -331,9 +341,10 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
     except BaseException:
         listener.close()
         raise
-    node = EmbeddedNode(settings, data, log)
+    node = EmbeddedNode(settings, data, log, clock)
     watcher: asyncio.Task[None] | None = None
     summary: asyncio.Task[None] | None = None
+    trimmer: asyncio.Task[None] | None = None
     try:
         app = await node.start()
         watcher = loop.create_task(node.watch(), name="control")
@@ -342,6 +353,7 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
                     log.partitions)
         assert node.runner is not None
         summary = loop.create_task(log_caught_up(node.runner), name="caught-up")
+        trimmer = loop.create_task(memory.keep_trimmed(), name="malloc-trim")
         if workers == 1:
             print(f"marconi: listening on {url}", flush=True)
             await hypercorn_serve(app, hypercorn_config(settings, listener),  # type: ignore[arg-type]
@@ -350,7 +362,7 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
             await serve_fronts(app, settings, data, log.partitions, workers, stop, url)
         logger.info("shutting down: in-flight requests done")
     finally:
-        for task in (watcher, summary):
+        for task in (watcher, summary, trimmer):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -150,8 +150,10 @@ def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> None:
         _quarantine(tx, partition, offset, record, f"apply: {type(exc).__name__}: {exc}", meta)
         return
     if cmd.id:
-        tx.put(outcome_key, dumps(outcome))
-        tx.put(K.outcome_expiry(partition, now, cmd.id), b"")
+        # Both keys are new (the outcome was just looked up; its expiry entry lives and dies
+        # with it), so one pruned within this batch leaves nothing to commit.
+        tx.put_new(outcome_key, dumps(outcome))
+        tx.put_new(K.outcome_expiry(partition, now, cmd.id), b"")
     if now >= meta.get("prune", 0):
         if ctx.rules >= versions.BOUNDED or versions.in_force(meta) >= versions.BOUNDED:
             slack = PRUNE_SLACK_MS if versions.in_force(meta) >= versions.PRUNE_SLACK else 0
@@ -200,20 +202,24 @@ def _prune_outcomes_from_cursor(tx: Overlay, partition: int, now: int,
     tombstones earlier prunes left (RocksDB keeps them until compaction: quadratic before)."""
     prefix = K.kind_prefix(partition, K.OUTEXP)
     before = now - OUTCOME_WINDOW_MS
-    pruned = 0
     last = None
     due = now + OUTCOME_WINDOW_MS
+    due_keys: list[bytes] = []
     for key, _ in tx.scan(prefix + bytes.fromhex(meta.get("po", "")), K.prefix_end(prefix)):
         stamped = K.U64.unpack_from(key, len(prefix))[0]
         if stamped > before:
             due = stamped + OUTCOME_WINDOW_MS + slack_ms
             break
-        if pruned >= PRUNE_PER_RECORD:
+        if len(due_keys) >= PRUNE_PER_RECORD:
             due = now  # more are due: go on with the next record
             break
+        due_keys.append(key)
+    # Deleted once the scan is done: a delete while the overlay scan is suspended makes it
+    # re-read its pending side at every step (the same keys go either way).
+    outcomes = K.kind_prefix(partition, K.OUTCOME)  # + the id: K.outcome without a decode
+    for key in due_keys:
         tx.delete(key)
-        tx.delete(K.outcome(partition, key[len(prefix) + 8 :].decode()))
-        pruned += 1
+        tx.delete(outcomes + key[len(prefix) + 8 :])
         last = key
     if last is not None:
         meta["po"] = last[len(prefix):].hex()

@@ -84,6 +84,8 @@ class DeliveryDuty:
         self._busy_inflight = max(busy_inflight, 1)
         self._fanout_slice = max(fanout_slice, 1)
         self._fanout_wake = asyncio.Event()
+        self._fanout_wanted = False  # the fan-out loop waits for a FanOut to be appended
+        self._fanout_done = asyncio.Event()
         self.fanouts = 0  # FanOut commands appended, for tests that count work
         self.wake = asyncio.Event()
         self._cursor = b""  # index key the next scan starts at
@@ -202,6 +204,8 @@ class DeliveryDuty:
         return len(self._known) < (self._max_inflight + self._backlog_max) // 2
 
     async def _fanout_loop(self) -> None:
+        """Ask for a ``FanOut`` while entries wait and the duty is short of work; the flush
+        loop appends it, with the reports of the moment (one commit round for both)."""
         while True:
             await self._fanout_wake.wait()
             self._fanout_wake.clear()
@@ -209,24 +213,14 @@ class DeliveryDuty:
                 if not self._wants_work():
                     await asyncio.sleep(0.01)  # sending catches up first
                     continue
-                if self._busy is not None and self._busy():
-                    await asyncio.sleep(self.BUSY_REPORT_INTERVAL)  # fewer commit rounds
-                try:
-                    cmd = FanOut(id=self._ids(), time_ms=self._clock(),
-                                 max_count=self._fanout_slice)
-                    (offset,) = await self._log.append(self._p, [encode(cmd)])
-                    await self._applied(self._p, offset)
-                    self.fanouts += 1
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    logger.exception("partition %d: fan-out failed; retrying", self._p)
-                    await asyncio.sleep(0.5)
-                self.wake.set()
+                self._fanout_done.clear()
+                self._fanout_wanted = True
+                self._flush_wake.set()
+                await self._fanout_done.wait()
 
     # -- reporting ---------------------------------------------------------------------
 
-    BUSY_REPORT_INTERVAL = 0.1  # s between reports while requests are being served
+    BUSY_REPORT_INTERVAL = 0.25  # s between the duty's appends while requests are served
 
     def floor(self) -> int:
         """No unreported delivery of this partition is due before this."""
@@ -244,16 +238,17 @@ class DeliveryDuty:
             self._flush_wake.clear()
             if self._busy is not None and self._busy():
                 # Every append the duty makes while requests are served can start a commit
-                # round (an fsync) of its own that their appends then queue behind: report
+                # round (an fsync) of its own that their appends then queue behind: append
                 # at most every ``BUSY_REPORT_INTERVAL`` then, many results per report.
                 wait = last + self.BUSY_REPORT_INTERVAL - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
             last = loop.time()
-            while self._results:
+            while self._results or self._fanout_wanted:
                 batch, self._results = self._results, []
+                fan = self._fanout_wanted
                 try:
-                    stamped = await self._report(batch)
+                    stamped = await self._report(batch, fan_out=fan)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -262,6 +257,10 @@ class DeliveryDuty:
                     self._results = batch + self._results
                     await asyncio.sleep(0.5)
                     continue
+                if fan:
+                    self._fanout_wanted = False
+                    self.fanouts += 1
+                    self._fanout_done.set()
                 for item, _ in batch:
                     self._known.pop(item.key, None)
                     sub = item.key[:3]
@@ -277,8 +276,10 @@ class DeliveryDuty:
                     self._cursor = min(self._cursor, delivery.due_start(self._p, stamped))
                 self.wake.set()
 
-    async def _report(self, batch: list[tuple[Pending, Result]]) -> int:
-        """Append the batch's answers, wait until they are applied; returns their stamp."""
+    async def _report(self, batch: list[tuple[Pending, Result]], *,
+                      fan_out: bool = False) -> int:
+        """Append the batch's answers (and a ``FanOut``), wait until they are applied;
+        returns their stamp."""
         by_queue: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for item, result in batch:
             by_queue.setdefault((item.project, item.queue), []).append(
@@ -289,6 +290,9 @@ class DeliveryDuty:
         records = [encode(DeliveryReport(id=self._ids(), project=project, queue=queue,
                                          time_ms=now, results=results, floor_ms=floor))
                    for (project, queue), results in by_queue.items()]
+        if fan_out:
+            records.append(encode(FanOut(id=self._ids(), time_ms=now,
+                                         max_count=self._fanout_slice)))
         offsets = await self._log.append(self._p, records)
         await self._applied(self._p, offsets[-1])
         return now

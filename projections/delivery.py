@@ -178,23 +178,26 @@ def _existed_at(sub: dict[str, Any], offset: int, when: int, confirmed: bool) ->
 
 
 def fan_out(tx: Overlay, cmd: Any, ctx: Any, meta: dict[str, Any]) -> dict[str, int]:
-    """The ``FanOut`` handler: expand the oldest fan-out entries into at most
-    ``cmd.max_count`` pending deliveries (whole subscriptions per entry: a slice ends after
-    the subscription that reaches the count, so it is bounded by the count plus one post's
-    messages). The entry keeps the last subscription id done; the floor keeps the entry key
-    to start at, so no FanOut scans what earlier ones consumed."""
+    """The ``FanOut`` handler: expand the oldest fan-out entries, at most ``cmd.max_count``
+    units of work — a pending delivery made or a subscription examined is one — and whole
+    subscriptions per entry (a slice ends after the subscription that reaches the count, so
+    it is bounded by the count plus one post's messages). An entry keeps the last
+    subscription id examined; the floor keeps the entry key to start at, so no FanOut scans
+    what earlier ones consumed."""
     if ctx.rules < versions.FANOUT:
         return {"deliveries": 0, "entries": 0}
     partition = ctx.partition
     budget = max(int(cmd.max_count), 1)
     prefix = K.kind_prefix(partition, K.FANOUT)
     start = tx.get(fanout_floor_key(partition)) or prefix
-    made = entries = 0
+    made = used = entries = 0
     floor: bytes | None = None
     for key, raw in islice(tx.scan(start, K.prefix_end(prefix)), budget):
         entry = orjson.loads(raw)
         (offset,) = K.U64.unpack_from(key, len(prefix))
-        made += _expand(tx, partition, ctx.now, offset, entry, budget - made)
+        rows, examined = _expand(tx, partition, ctx.now, offset, entry, budget - used)
+        made += rows
+        used += rows + examined + 1  # the entry itself is a unit too
         if entry["after"] is not None:  # this entry goes on in the next FanOut
             tx.put(key, _dumps(entry))
             floor = key
@@ -202,7 +205,7 @@ def fan_out(tx: Overlay, cmd: Any, ctx: Any, meta: dict[str, Any]) -> dict[str, 
         tx.delete(key)
         entries += 1
         floor = key + b"\x00"
-        if made >= budget:
+        if used >= budget:
             break
     if floor is not None:
         tx.put(fanout_floor_key(partition), floor)
@@ -210,20 +213,24 @@ def fan_out(tx: Overlay, cmd: Any, ctx: Any, meta: dict[str, Any]) -> dict[str, 
 
 
 def _expand(tx: Overlay, partition: int, now: int, offset: int, entry: dict[str, Any],
-            budget: int) -> int:
-    """Pending deliveries of one entry for its next subscriptions; sets ``entry["after"]``
-    to the last subscription done, or None when the entry is finished."""
+            budget: int) -> tuple[int, int]:
+    """Pending deliveries of one entry for its next subscriptions: (made, subscriptions
+    examined). Sets ``entry["after"]`` to the last subscription examined when the budget ran
+    out before the queue's subscriptions did, else to None (the entry is finished)."""
     project, queue, posted = entry["p"], entry["q"], entry["m"]
     prefix = K.sub_scope(partition, K.SUB, project, queue)
     start = prefix if entry["after"] is None else prefix + entry["after"].encode() + b"\x00"
-    made = 0
+    made = examined = 0
     chosen: list[str] = []
+    last: str | None = None
     entry["after"] = None
     for _, raw in tx.scan(start, K.prefix_end(prefix)):
-        if made >= budget:
-            entry["after"] = chosen[-1]  # made > 0: a subscription was done
+        if made + examined >= budget and last is not None:
+            entry["after"] = last
             break
         sub = orjson.loads(raw)
+        examined += 1
+        last = sub["id"]
         if not _existed_at(sub, offset, entry["t"], entry["rc"]):
             continue
         for message_id, _, _ in posted:
@@ -243,7 +250,7 @@ def _expand(tx: Overlay, partition: int, now: int, offset: int, entry: dict[str,
                 tx.put(body_key(partition, project, queue, message_id),
                        _dumps({"body": body, "ttl": ttl}))
             tx.put(rkey, K.u64(refs + len(chosen)))
-    return made
+    return made, examined
 
 
 def fanout_pending(view: View, partition: int) -> bool:

@@ -40,6 +40,10 @@ class Overlay:
         self._fresh: dict[bytes, bytes | None] = {}
         self._version = 0  # bumped by every write so suspended scans know to re-seek
         self._journal: list[tuple[bytes, object]] | None = None  # undo log of a savepoint
+        # Keys put by ``put_new`` (the base lacks them): deleting one drops the pending entry
+        # instead of staging a tombstone, so a key born and gone within one batch (an outcome
+        # pruned in the same rebuild batch) costs the store nothing at commit.
+        self._born: set[bytes] = set()
 
     @property
     def base(self) -> View:
@@ -77,11 +81,38 @@ class Overlay:
             raise TypeError(f"store values must be bytes, got {type(value).__name__} at {key!r}")
         self._stage(key, value)
 
+    def put_new(self, key: bytes, value: bytes) -> None:
+        """``put`` of a key the caller just read through this overlay and found absent.
+
+        If the key is not pending either, the base lacks it (the base does not change while
+        an overlay is open), so a later ``delete`` can forget the key instead of staging a
+        tombstone. A pending key (a tombstone over a base key) is put as usual.
+        """
+        fresh = key not in self._fresh and key not in self._pending
+        self.put(key, value)
+        if fresh:
+            self._born.add(key)
+
     def delete(self, key: bytes) -> None:
         """Stage a delete: a tombstone hides the base's key until the overlay is cleared."""
         if type(key) is not bytes:
             _check_key(key)
+        if key in self._born:
+            self._born.discard(key)
+            self._forget(key)
+            return
         self._stage(key, None)
+
+    def _forget(self, key: bytes) -> None:
+        """Drop a pending key the base lacks: reads find nothing, commit writes nothing."""
+        if self._journal is not None:
+            previous = self._fresh.get(key, _MISSING)
+            if previous is _MISSING:
+                previous = self._pending.get(key, _MISSING)
+            self._journal.append((key, previous))
+        self._fresh.pop(key, None)
+        self._pending.pop(key, None)
+        self._version += 1
 
     def savepoint(self) -> None:
         """Start recording writes so ``rollback`` can undo them (one command's writes)."""
@@ -108,6 +139,7 @@ class Overlay:
         """Drop every pending write (after a commit, or to abandon a batch)."""
         self._pending.clear()
         self._fresh.clear()
+        self._born.clear()
         self._version += 1
 
     def get(self, key: bytes) -> bytes | None:

@@ -95,7 +95,7 @@ def queue_count(view: View, partition: int, project: str, *, topics: bool = Fals
 def stats(view: View, partition: int, project: str, name: str, now: int) -> dict[str, Any]:
     """claimed / free / total and the oldest and newest message, as of ``now``."""
     q = get_queue(view, partition, project, name)
-    if q is None:
+    if q is None or q["count"] <= 0:  # empty: the scans below would only step on tombstones
         return {"claimed": 0, "free": 0, "total": 0}
     inc = q["inc"]
     expired_prefix = K.scope(partition, K.QEXP, project, name, inc)
@@ -148,7 +148,8 @@ def list_page(view: View, partition: int, project: str, name: str, now: int, *,
     """A page in queue order after ``marker``: filled to ``limit`` unless the queue ends or
     ``skip_cap`` entries were stepped over (None: no cap, for tools that want everything)."""
     q = get_queue(view, partition, project, name)
-    if q is None:
+    if q is None or q["count"] <= 0:
+        # An emptied queue holds only the tombstones of what it held: nothing to step on.
         return Page([], None)
     msg_scope = K.scope(partition, K.MSG, project, name, q["inc"])
     start = msg_scope if marker is None else msg_scope + K.u64(marker + 1)

@@ -310,6 +310,11 @@ class RocksStore:
             raise FileExistsError(f"checkpoint destination {dest!r} already exists")
         Checkpoint(self._live()).create_checkpoint(dest)
 
+    def int_property(self, name: str) -> int | None:
+        """A RocksDB integer property (``rocksdb.cur-size-all-mem-tables``...): memory probes."""
+        value = self._live().property_int_value(name)
+        return None if value is None else int(value)
+
     def flush(self) -> None:
         """Write the memtable to disk (a cheap way to exercise SST reads in tests)."""
         self._live().flush()

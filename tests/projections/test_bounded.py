@@ -322,3 +322,104 @@ def test_outcome_pruning_takes_slack_only_from_its_rules_version(rules: int) -> 
     f.post("q")
     assert queries.outcome(f.store, P, first.id) is None  # pruned at last either way
     assert kept_after_window == (rules >= versions.PRUNE_SLACK)
+
+
+def _mixed_history(commands: int, spacing_ms: int) -> list[bytes]:
+    """``marconi bench history``'s load: posts, claims (60 s) and deletes on four queues, a
+    Sweep every 100 — the same records for every spacing but their stamped times."""
+    now = 1_800_000_000_000
+    records = [encode(SetRules(id="rules", time_ms=now, version=versions.LATEST))]
+    posted: dict[str, list[str]] = {f"q{i}": [] for i in range(4)}
+    for i in range(commands):
+        t, q = now + i * spacing_ms, f"q{i % 4}"
+        base: dict[str, Any] = {"id": f"c{i:08d}", "project": "p", "queue": q,
+                                "client_id": "c", "time_ms": t}
+        step = (i // 4) % 3
+        cmd: Command
+        if i % 100 == 99:
+            cmd = Sweep(id=base["id"], time_ms=t, cutoff_ms=t, max_count=1000)
+        elif step == 0 or not posted[q]:
+            posted[q].append(f"m{i:08d}")
+            cmd = PostMessages(messages=[NewMessage(id=posted[q][-1], body={"n": i}, ttl=3600)],
+                               size=20, **base)
+        elif step == 1:
+            cmd = CreateClaim(claim_id=f"k{i:08d}", ttl=60, grace=60, limit=2, **base)
+        else:
+            cmd = DeleteMessages(message_ids=[posted[q].pop(0)], **base)
+        records.append(encode(cmd))
+    return records
+
+
+def _fold_counting(records: list[bytes], batch: int,
+                   monkeypatch: pytest.MonkeyPatch) -> tuple[float, float]:
+    """Fold in batches (one commit each, as the runner and ``marconi rebuild`` do); per
+    record: keys committed, and reads of the batch's pending writes by scans."""
+    import projections.overlay as overlay
+
+    reads = 0
+    real = overlay.range_chunk
+
+    def counted(*args: Any, **kwargs: Any) -> list[bytes]:
+        nonlocal reads
+        reads += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(overlay, "range_chunk", counted)
+    store, written = MemoryStore(), 0
+    for first in range(0, len(records), batch):
+        tx = Overlay(store)
+        for offset in range(first, min(first + batch, len(records))):
+            apply_into(tx, P, offset, records[offset])
+        written += len(tx.changes)
+        store.commit(tx.changes)
+    monkeypatch.setattr(overlay, "range_chunk", real)
+    return written / len(records), reads / len(records)
+
+
+def test_a_rebuild_batch_of_a_long_history_does_no_more_work_than_of_a_short_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same 6,000 commands 2 ms apart (nothing expires) and 2.88 s apart (``bench
+    history``'s 24 h: outcomes pruned, claims expired), folded in rebuild-sized batches.
+
+    Pruning deletes after its scan, not during it (each delete made the suspended scan
+    re-read the batch's pending writes: 1.2x the reads of the short history before), and an
+    outcome born and pruned within the batch commits nothing (it committed two tombstones)."""
+    short_written, short_reads = _fold_counting(_mixed_history(6000, 2), 2000, monkeypatch)
+    long_written, long_reads = _fold_counting(_mixed_history(6000, 2880), 2000, monkeypatch)
+    assert long_reads <= 1.1 * short_reads, (short_reads, long_reads)
+    assert long_written <= short_written, (short_written, long_written)
+
+
+def test_applied_in_small_batches_a_long_history_writes_a_bounded_number_more_keys(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """In live-sized batches (50) what the long history adds per record is its deletes: two
+    for the outcome it prunes, and the expired claim's (about one per record in this mix).
+    Counted so that a change writing more per record shows here."""
+    short_written, short_reads = _fold_counting(_mixed_history(6000, 2), 50, monkeypatch)
+    long_written, long_reads = _fold_counting(_mixed_history(6000, 2880), 50, monkeypatch)
+    assert long_written <= short_written + 2.6, (short_written, long_written)
+    assert long_reads <= 1.1 * short_reads, (short_reads, long_reads)
+
+
+def test_an_emptied_queue_lists_and_counts_without_stepping_on_its_tombstones() -> None:
+    """5,000 messages posted and popped: their tombstones stay (no compaction), yet listing
+    and stats of the empty queue step on nothing of them (issue 10: 109-208 ms at 50k)."""
+    f = Fold()
+    for _ in range(500):
+        f.post("q", n=10)
+    for _ in range(250):
+        f.run(PopMessages(id=f.id(), project="p", queue="q", client_id="c", count=20))
+    before = f.store.stepped
+    page = queries.list_page(f.store, P, "p", "q", f.now, marker=None, limit=10,
+                             client_id="c", echo=True, include_claimed=True,
+                             include_delayed=True)
+    stats = queries.stats(f.store, P, "p", "q", f.now)
+    assert page.messages == [] and page.marker is None
+    assert stats == {"claimed": 0, "free": 0, "total": 0}
+    assert f.store.stepped - before <= 2, f.store.stepped - before
+    # one message again: the page has it (the shortcut is for an empty queue only)
+    f.post("q", n=1)
+    page = queries.list_page(f.store, P, "p", "q", f.now, marker=None, limit=10,
+                             client_id="c", echo=True, include_claimed=True,
+                             include_delayed=True)
+    assert len(page.messages) == 1

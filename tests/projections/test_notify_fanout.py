@@ -118,15 +118,31 @@ def test_fan_out_slices_are_bounded_and_add_up() -> None:
         h.offset += 1
         slices.append(len(changes))
         assert len(slices) < 100
-    # 50 deliveries + at most one post's messages each: 300 in 6 slices of 17 subscriptions
-    assert len(slices) == 6
-    assert max(slices) <= 2 * (50 + 3) + 17 + 3 * 2 + 10  # rows, stats, bodies, meta
+    # 50 units (a delivery made or a subscription examined) and at most one subscription's
+    # messages past them: 13 subscriptions (52 units) a slice, 100 in 8 slices
+    assert len(slices) == 8
+    assert max(slices) <= 2 * 13 * 3 + 13 + 3 * 2 + 10  # rows, stats, bodies, meta
     found = pending(h)
     assert sorted((p.subscription_id, p.item) for p in found) == sorted(
         (s, m) for s in subs for m in ids)
     bodies = [k for k in delivery_keys(h.store) if k[2] == K.DELIVERY_BODY]
     assert len(bodies) == 3  # once per message, never per subscription
     assert all(p.message is not None and p.message["body"] == p.item for p in found)
+
+
+def test_subscriptions_that_do_not_take_an_entry_still_bound_a_slice() -> None:
+    """Subscriptions created after the post are examined and skipped: each FanOut examines
+    at most its count of them, so an entry nobody takes still costs bounded commands."""
+    h = harness(versions.FANOUT)
+    subscribe_many(h, 1)
+    h.run(PostMessages(id=h.id(), messages=[NewMessage(id="m1", body=1)], deliver=True))
+    for i in range(100):
+        h.run(CreateSubscription(id=h.id(), subscription_id=f"late{i:03d}",
+                                 subscriber=f"http://late{i}.example.com/"))
+    outs = expand_all(h, 10)
+    assert len(outs) == 11  # 101 subscriptions, 10 examined a slice
+    assert sum(o["deliveries"] for o in outs) == 1
+    assert [(p.subscription_id, p.item) for p in pending(h)] == [("s0000", "m1")]
 
 
 def test_fan_out_goes_to_the_subscriptions_of_the_posts_position() -> None:
@@ -159,7 +175,7 @@ def test_a_body_outlives_a_sliced_fan_out_that_delivers_midway() -> None:
     h = harness(versions.FANOUT)
     subs = subscribe_many(h, 4)
     h.run(PostMessages(id=h.id(), messages=[NewMessage(id="m1", body="b")], deliver=True))
-    h.run(FanOut(id=h.id(), max_count=2))  # s0000, s0001
+    h.run(FanOut(id=h.id(), max_count=4))  # s0000, s0001 (a delivery and a look each)
     h.run(DeliveryReport(id=h.id(), results=[
         {"s": s, "i": "m1", "r": "delivered", "status": 200, "error": ""} for s in subs[:2]]))
     assert [k for k in delivery_keys(h.store) if k[2] == K.DELIVERY_BODY] == []

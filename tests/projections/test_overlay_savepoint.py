@@ -51,3 +51,35 @@ def test_release_keeps_the_writes() -> None:
     tx.savepoint()
     tx.rollback()
     assert tx.changes == {b"a": b"1"}
+
+
+def test_a_key_put_new_and_deleted_in_one_overlay_commits_nothing() -> None:
+    store = MemoryStore()
+    store.commit({b"old": b"1"})
+    tx = Overlay(store)
+    tx.put_new(b"born", b"x")
+    tx.put_new(b"twice", b"x")
+    tx.put(b"twice", b"y")
+    assert tx.get(b"born") == b"x"
+    tx.delete(b"born")
+    tx.delete(b"twice")
+    assert tx.get(b"born") is None and tx.get(b"twice") is None
+    assert list(tx.scan(b"a", b"z")) == [(b"old", b"1")]
+    assert tx.changes == {}
+    # A key pending as a tombstone over the base is not new: its delete must stay.
+    tx.delete(b"old")
+    tx.put_new(b"old", b"2")
+    tx.delete(b"old")
+    assert tx.changes == {b"old": None}
+
+
+def test_rollback_brings_back_a_born_key_its_command_deleted() -> None:
+    tx = Overlay(MemoryStore())
+    tx.put_new(b"born", b"x")
+    tx.savepoint()
+    tx.delete(b"born")
+    tx.rollback()
+    assert tx.get(b"born") == b"x"
+    assert tx.changes == {b"born": b"x"}
+    tx.delete(b"born")  # no longer known as born: a harmless tombstone of an absent key
+    assert tx.get(b"born") is None
