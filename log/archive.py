@@ -41,10 +41,6 @@ def read_archive(archive: str | Path, partition: int, start: int = 0) -> Iterato
                 yield record
 
 
-def _decode_segment(path: Path, base: int) -> list[Record]:
-    return list(_records(path, base))
-
-
 def _records(path: Path, base: int) -> Iterator[Record]:
     data = gzip.decompress(path.read_bytes())
     pos = 0
@@ -102,15 +98,16 @@ class ArchivedLog:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    def _archived(self, partition: int) -> list[tuple[int, Path]]:
+    def _archived(self, partition: int, live: int) -> list[tuple[int, Path]]:
+        """The archived segments below the live log's start ``live``, oldest first."""
         if partition not in self._segments:
             self._segments[partition] = archived_segments(self._archive, partition)
-        return self._segments[partition]
+        return [(base, path) for base, path in self._segments[partition] if base < live]
 
     async def start_offset(self, partition: int) -> int:
         live = await self._log.start_offset(partition)
-        archived = [base for base, _ in self._archived(partition) if base < live]
-        return archived[0] if archived else live
+        archived = self._archived(partition, live)
+        return archived[0][0] if archived else live
 
     async def end_offset(self, partition: int) -> int:
         return await self._log.end_offset(partition)
@@ -119,15 +116,16 @@ class ArchivedLog:
         live = await self._log.start_offset(partition)
         if offset >= live:
             return await self._log.read(partition, offset, max_records)
-        segments = [(base, path) for base, path in self._archived(partition) if base < live]
+        segments = self._archived(partition, live)
         if not segments or offset < segments[0][0]:
-            raise OffsetBelowStartError(partition, offset, await self.start_offset(partition))
+            raise OffsetBelowStartError(partition, offset,
+                                        segments[0][0] if segments else live)
         index = bisect.bisect_right([base for base, _ in segments], offset) - 1
         base, path = segments[index]
         upto = segments[index + 1][0] if index + 1 < len(segments) else live
         cached = self._cached.get(partition)
         if cached is None or cached[0] != base:
-            records = _decode_segment(path, base)
+            records = list(_records(path, base))
             if base + len(records) != upto:
                 raise LogCorruptError(
                     f"{path}: the archive holds offsets {base}..{base + len(records) - 1} of "
