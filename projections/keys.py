@@ -22,9 +22,11 @@ FREE = 0x22
 QEXP = 0x23
 PEXP = 0x24
 DELAYED = 0x25  # rules >= 2: delayed messages by eligibility time, moved to FREE when due
+QEXB = 0x26  # rules >= 6: messages counted by expiry time (rules/buckets.py), for stats
 CLAIM = 0x30
 QCLEXP = 0x31
 PCLEXP = 0x32
+QCLB = 0x33  # rules >= 6: messages held by claims, counted by claim expiry time
 SUB = 0x40
 SUBURI = 0x41
 PSUBEXP = 0x42
@@ -44,8 +46,9 @@ FANOUT = 0x86  # rules >= 5: a post's messages waiting to be fanned out, by orig
 FANOUT_FLOOR = 0x87  # rules >= 5: the fan-out entry key the next FanOut starts at
 QUARANTINE = 0x7F
 
-# The kinds living under one queue incarnation: what deleting a queue must collect.
-INCARNATION_KINDS = (MSG, MSGID, FREE, QEXP, CLAIM, QCLEXP, DELAYED)
+# The kinds living under one queue incarnation: what deleting a queue must collect. New kinds
+# go at the end: the collector's progress names a kind by its index here.
+INCARNATION_KINDS = (MSG, MSGID, FREE, QEXP, CLAIM, QCLEXP, DELAYED, QEXB, QCLB)
 
 
 def u64(n: int) -> bytes:

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from projections import keys as K
+from projections.rules import buckets
 from projections.rules.state import get_queue, read_meta
 from projections.store import View
 
@@ -98,20 +99,15 @@ def stats(view: View, partition: int, project: str, name: str, now: int) -> dict
     if q is None or q["count"] <= 0:  # empty: the scans below would only step on tombstones
         return {"claimed": 0, "free": 0, "total": 0}
     inc = q["inc"]
-    expired_prefix = K.scope(partition, K.QEXP, project, name, inc)
-    # Everything before the partition's message-expiry cursor is swept (rules >= 2): count
-    # the expired-but-not-swept from there, not over the tombstones of every earlier Sweep.
-    swept = _cursor(read_meta(view, partition), "sm")[:8]
-    expired = sum(1 for _ in view.scan(expired_prefix + swept, expired_prefix + K.u64(now + 1)))
-    total = q["count"] - expired
-    claims_prefix = K.scope(partition, K.QCLEXP, project, name, inc)
-    msg_scope = K.scope(partition, K.MSG, project, name, inc)
-    # Live claims (expiring after now) with the count of messages each holds.
-    claimed = sum(K.U64.unpack(held)[0] for _, held in
-                  view.scan(claims_prefix + K.u64(now + 1), K.prefix_end(claims_prefix)))
+    meta = read_meta(view, partition)
+    if q.get("b"):
+        claimed, total = _counted(view, partition, project, name, q, meta, now)
+    else:
+        claimed, total = _scanned(view, partition, project, name, q, meta, now)
     result: dict[str, Any] = {"claimed": claimed, "free": total - claimed, "total": total}
     if total > 0:
-        oldest = _first_visible(view, msg_scope, now, reverse=False)
+        msg_scope = K.scope(partition, K.MSG, project, name, inc)
+        oldest = _first_visible(view, msg_scope, now, reverse=False, head=q.get("h", 0))
         newest = _first_visible(view, msg_scope, now, reverse=True)
         if oldest is not None and newest is not None:
             result["oldest"] = oldest
@@ -119,8 +115,46 @@ def stats(view: View, partition: int, project: str, name: str, now: int) -> dict
     return result
 
 
-def _first_visible(view: View, msg_scope: bytes, now: int, *, reverse: bool) -> Message | None:
-    for key, raw in view.scan(msg_scope, K.prefix_end(msg_scope), reverse=reverse):
+def _cursor_time(raw: bytes) -> int:
+    return K.U64.unpack_from(raw)[0] if len(raw) >= 8 else 0
+
+
+def _counted(view: View, partition: int, project: str, name: str, q: dict[str, Any],
+             meta: dict[str, Any], now: int) -> tuple[int, int]:
+    """Rules >= 6 (a queue keeping counters): the fold's totals minus what expired by ``now``
+    but is not swept yet, read from the expiry buckets (``rules/buckets.py``) from the sweep
+    cursors on — bounded by the backlog's time span, not by its size. Exact."""
+    inc = q["inc"]
+    expired = buckets.due(view, K.scope(partition, K.QEXB, project, name, inc),
+                          _cursor_time(_cursor(meta, "sm")), now)
+    # Claims expiring before either cursor are dropped (Sweep's, or the queue's own).
+    swept = max(_cursor_time(_cursor(meta, "sc")), _cursor_time(_cursor(q, "cx")))
+    lapsed = buckets.due(view, K.scope(partition, K.QCLB, project, name, inc), swept, now)
+    return q["ch"] - lapsed, q["count"] - expired
+
+
+def _scanned(view: View, partition: int, project: str, name: str, q: dict[str, Any],
+             meta: dict[str, Any], now: int) -> tuple[int, int]:
+    """A queue from before rules 6 (until it is empty at a post, or purged): count by scans."""
+    inc = q["inc"]
+    expired_prefix = K.scope(partition, K.QEXP, project, name, inc)
+    # Everything before the partition's message-expiry cursor is swept (rules >= 2): count
+    # the expired-but-not-swept from there, not over the tombstones of every earlier Sweep.
+    swept = _cursor(meta, "sm")[:8]
+    expired = sum(1 for _ in view.scan(expired_prefix + swept, expired_prefix + K.u64(now + 1)))
+    claims_prefix = K.scope(partition, K.QCLEXP, project, name, inc)
+    # Live claims (expiring after now) with the count of messages each holds.
+    claimed = sum(K.U64.unpack(held)[0] for _, held in
+                  view.scan(claims_prefix + K.u64(now + 1), K.prefix_end(claims_prefix)))
+    return claimed, q["count"] - expired
+
+
+def _first_visible(view: View, msg_scope: bytes, now: int, *, reverse: bool,
+                   head: int = 0) -> Message | None:
+    """The first message not expired from the head (``head``: no message is below it) or
+    from the tail."""
+    start = msg_scope + K.u64(head) if head else msg_scope
+    for key, raw in view.scan(start, K.prefix_end(msg_scope), reverse=reverse):
         if _visible(_loads(raw), now):
             return _message(raw, K.U64.unpack_from(key, len(msg_scope))[0], now)
     return None
@@ -152,7 +186,9 @@ def list_page(view: View, partition: int, project: str, name: str, now: int, *,
         # An emptied queue holds only the tombstones of what it held: nothing to step on.
         return Page([], None)
     msg_scope = K.scope(partition, K.MSG, project, name, q["inc"])
-    start = msg_scope if marker is None else msg_scope + K.u64(marker + 1)
+    # Rules >= 6: no message is below the head ``h``, so never step on what was consumed.
+    first = max(q.get("h", 0), 0 if marker is None else marker + 1)
+    start = msg_scope + K.u64(first) if first else msg_scope
     page: list[Message] = []
     skipped = 0
     for key, raw in view.scan(start, K.prefix_end(msg_scope)):

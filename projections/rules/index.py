@@ -24,10 +24,59 @@ from projections.rules.state import (
     msg_key,
     scope,
 )
-from projections.rules.versions import BOUNDED
+from projections.rules import buckets
+from projections.rules.versions import BOUNDED, LIVE_STATS
 from projections.store import View
 
 INLINE_EXPIRY = 100  # rules >= 2: at most this many expired messages or claims per command
+HEAD_SPAN = 1024  # rules >= 6: seqs the live head may step over per command (keys of a scope)
+
+
+def tracked(ctx: Context, q: dict[str, Any]) -> bool:
+    """Whether the queue keeps its stats counters (rules >= 6, ``versions.LIVE_STATS``)."""
+    return ctx.rules >= LIVE_STATS and bool(q.get("b"))
+
+
+def count_expiry(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
+                 expires: int, delta: int) -> None:
+    """One message more (or fewer) expiring at ``expires``, for stats' expired-unswept count."""
+    if tracked(ctx, q):
+        buckets.add(tx, scope(ctx, K.QEXB, project, name, q), expires, delta)
+
+
+def count_held(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
+               expires: int, delta: int) -> None:
+    """``delta`` more messages held by claims expiring at ``expires``: ``q["ch"]`` is their
+    total over every claim present, expired or not, so stats answer without a claim scan."""
+    if tracked(ctx, q) and delta:
+        q["ch"] += delta
+        buckets.add(tx, scope(ctx, K.QCLB, project, name, q), expires, delta)
+
+
+def track(ctx: Context, q: dict[str, Any]) -> None:
+    """Start the counters of a queue known to hold no message (so no claim holds one)."""
+    if ctx.rules >= LIVE_STATS and not q.get("b"):
+        q["b"] = 1
+        q["ch"] = 0
+
+
+def advance_head(tx: View, ctx: Context, project: str, name: str, q: dict[str, Any],
+                 removed: int) -> None:
+    """Keep ``q["h"]`` below every present message and close to the first: after the head
+    (or anything, while it lags) is removed, look for the next present seq at most HEAD_SPAN
+    seqs on; not found, the head moves by the span and lags (``hl``) until found later."""
+    head = q["h"]
+    if q["count"] <= 0 or (removed != head and not q.get("hl")):
+        return
+    start = head + 1 if removed == head else head
+    prefix = scope(ctx, K.MSG, project, name, q)
+    found = next(iter(tx.scan(prefix + K.u64(start), prefix + K.u64(start + HEAD_SPAN))), None)
+    if found is None:
+        q["h"] = start + HEAD_SPAN
+        q["hl"] = 1
+    else:
+        q["h"] = K.U64.unpack_from(found[0], len(prefix))[0]
+        q.pop("hl", None)
 
 
 def put_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
@@ -36,15 +85,18 @@ def put_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str,
     if index:
         for key in expiry_keys(ctx, project, name, q["inc"], msg["e"], seq):
             tx.put(key, b"")
+        count_expiry(tx, ctx, project, name, q, msg["e"], 1)
 
 
 def set_expiry(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any], seq: int,
                 msg: dict[str, Any], expires: int) -> None:
     for key in expiry_keys(ctx, project, name, q["inc"], msg["e"], seq):
         tx.delete(key)
+    count_expiry(tx, ctx, project, name, q, msg["e"], -1)
     msg["e"] = expires
     for key in expiry_keys(ctx, project, name, q["inc"], expires, seq):
         tx.put(key, b"")
+    count_expiry(tx, ctx, project, name, q, expires, 1)
 
 
 def find_message(tx: View, ctx: Context, project: str, name: str, q: dict[str, Any],
@@ -67,7 +119,10 @@ def remove_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[s
         tx.delete(delayed_key(ctx, project, name, q, msg["d"], seq))
     for key in expiry_keys(ctx, project, name, q["inc"], msg["e"], seq):
         tx.delete(key)
+    count_expiry(tx, ctx, project, name, q, msg["e"], -1)
     q["count"] -= 1
+    if ctx.rules >= LIVE_STATS and "h" in q:
+        advance_head(tx, ctx, project, name, q, seq)
     if detach_claim and msg.get("k"):
         key = claim_key(ctx, project, name, q, msg["k"])
         raw = tx.get(key)
@@ -79,6 +134,7 @@ def remove_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[s
                 per_queue, _ = claim_expiry_keys(ctx, project, name, q["inc"], claim["e"],
                                                  claim["id"])
                 tx.put(per_queue, K.u64(len(claim["m"])))
+                count_held(tx, ctx, project, name, q, claim["e"], -1)
 
 
 def for_outcome(msg: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +148,10 @@ def append_message(tx: Overlay, ctx: Context, meta: dict[str, Any], project: str
     """A new message at the tail of the queue: the next sequence of the partition, free."""
     seq = meta["seq"]
     meta["seq"] = seq + 1
+    if ctx.rules >= LIVE_STATS and q["count"] <= 0:
+        track(ctx, q)  # empty: its counters start here (a queue from before rules 6 too)
+        q["h"] = seq
+        q.pop("hl", None)
     msg = {"id": message_id, "body": body, "ttl": ttl, "c": ctx.now, "e": ctx.now + ttl * 1000,
            "cl": client_id, "d": ctx.now + delay * 1000 if delay else 0,
            "k": None, "ke": 0, "n": 0}
@@ -255,6 +315,8 @@ def put_claim(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, A
     if old_expires is not None:
         for key in claim_expiry_keys(ctx, project, name, q["inc"], old_expires, claim["id"]):
             tx.delete(key)
+        count_held(tx, ctx, project, name, q, old_expires, -len(claim["m"]))
+    count_held(tx, ctx, project, name, q, claim["e"], len(claim["m"]))
     tx.put(claim_key(ctx, project, name, q, claim["id"]), dumps(claim))
     per_queue, partition_wide = claim_expiry_keys(ctx, project, name, q["inc"], claim["e"],
                                                    claim["id"])
@@ -284,6 +346,7 @@ def drop_claim(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, 
     tx.delete(claim_key(ctx, project, name, q, claim["id"]))
     for key in claim_expiry_keys(ctx, project, name, q["inc"], claim["e"], claim["id"]):
         tx.delete(key)
+    count_held(tx, ctx, project, name, q, claim["e"], -len(claim["m"]))
 
 
 def expire_claims(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from projections.commands import CreateQueue, DeleteQueue, PurgeQueue, UpdateQue
 from projections.metadata import RESERVED, Limits, validate
 from projections.overlay import Overlay
 from projections.rules import quotas
-from projections.rules.index import put_claim, put_message, remove_message, take_free
+from projections.rules.index import put_claim, put_message, remove_message, take_free, track
 from projections.rules.state import (
     Context,
     Outcome,
@@ -24,7 +24,7 @@ from projections.rules.state import (
 )
 from projections.rules.subscriptions import remove_subscription
 from projections.rules.upkeep import drop_incarnation
-from projections.rules.versions import BOUNDED
+from projections.rules.versions import BOUNDED, LIVE_STATS
 
 
 def create_queue(tx: Overlay, cmd: CreateQueue, ctx: Context, meta: dict) -> Outcome:
@@ -105,9 +105,11 @@ def purge_messages(tx: Overlay, ctx: Context, project: str, name: str, q: dict[s
     claim survive: they (and their claims) are copied into the new incarnation."""
     old = dict(q)
     q["inc"] = ctx.offset
-    for field in ("fh", "cx", "dc", "gaps"):
+    for field in ("fh", "cx", "dc", "gaps", "b", "ch", "h", "hl"):
         q.pop(field, None)
+    track(ctx, q)  # rules >= 6: the new incarnation counts what is copied into it
     kept = 0
+    kept_seqs: list[int] = []
     claims_prefix = scope(ctx, K.QCLEXP, project, name, old)
     live = [key[len(claims_prefix) + 8 :].decode() for key, _ in
             tx.scan(claims_prefix + K.u64(ctx.now + 1), K.prefix_end(claims_prefix))]
@@ -126,8 +128,11 @@ def purge_messages(tx: Overlay, ctx: Context, project: str, name: str, q: dict[s
             held.append(seq)
         claim["m"] = held
         kept += len(held)
+        kept_seqs.extend(held)
         put_claim(tx, ctx, project, name, q, claim, None)
     purged = old["count"] - kept
     q["count"] = kept
+    if ctx.rules >= LIVE_STATS and kept_seqs:
+        q["h"] = min(kept_seqs)
     drop_incarnation(tx, ctx, project, name, old["inc"])
     return purged

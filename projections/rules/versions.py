@@ -49,12 +49,21 @@ when confirmation is required, were confirmed) at the post's log position — su
 record the offset that created (``o``) and confirmed (``co``) them. A subscription create is
 refused (400) past the stamped ``max_subscriptions`` live subscriptions of its queue."""
 
+LIVE_STATS = 6
+"""Stats and listings bounded by what is live (issue 10): a queue created (or purged, or
+posted to while empty) under these rules keeps ``ch``, the messages its claims hold, and
+counts by expiry time of its messages and of its claims' messages (``rules/buckets.py``), so
+stats read no claim and no expired message one by one; and ``h``, a seq no present message
+is below, advanced when the head goes, so listings and oldest start past consumed
+tombstones."""
+
 VERSIONS: dict[int, str] = {
     ORIGINAL: "first release",
     BOUNDED: "bounded work: cursors, sliced purge/GC/expiry, delayed index, free is free",
     NOTIFY: "notifications: pending deliveries at post time, delivery reports, confirmation",
     PRUNE_SLACK: "outcome pruning in slices, 30 s of slack past the window",
     FANOUT: "fan-out entries expanded by FanOut slices; a cap on subscriptions per queue",
+    LIVE_STATS: "per-queue counters by expiry time for stats; a live head for listings",
 }
 LATEST = max(VERSIONS)
 

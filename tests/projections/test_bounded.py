@@ -201,7 +201,8 @@ def test_a_claim_expires_a_bounded_number_of_messages_inline() -> None:
     f.now += 120_000
     work = f.run(CreateClaim(id=f.id(), project="p", queue="q", client_id="c",
                              claim_id="k", ttl=60, grace=60, limit=2))
-    assert work < 400
+    # 100 expired inline, about 4 keys each (rules 6: one is the live head's next message)
+    assert work < 500
     # Sweep catches up in bounded slices, then the live ones are claimed
     slices = []
     while (out := f.sweep(max_count=500))["messages"] == 500:
