@@ -15,6 +15,7 @@ from projections.rules.index import (
     put_message,
     remove_message,
     take_free,
+    tracked,
 )
 from projections.rules.state import (
     Context,
@@ -67,6 +68,8 @@ def create_claim(tx: Overlay, cmd: CreateClaim, ctx: Context, meta: dict) -> Out
     claim = {"id": cmd.claim_id, "ttl": cmd.ttl, "grace": cmd.grace, "u": ctx.now, "e": expires,
              "m": [seq for seq, _ in delivered]}
     put_claim(tx, ctx, cmd.project, cmd.queue, q, claim, None)
+    if tracked(ctx, q):
+        put_queue(tx, ctx, cmd.project, cmd.queue, q)  # rules >= 6: what its claims hold
     return {"claim_id": cmd.claim_id, "messages": [for_outcome(m) for _, m in delivered]}
 
 
