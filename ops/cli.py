@@ -137,6 +137,13 @@ def _bench_core(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_stats(args: argparse.Namespace) -> int:
+    from ops.bench.statsq import main
+
+    main(claims=args.claims, seconds=args.seconds, queries_n=args.queries, rounds=args.rounds)
+    return 0
+
+
 def _bench_notify(args: argparse.Namespace) -> int:
     from ops.bench.notify import main
 
@@ -425,6 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
     bcore.add_argument("--commands", type=int, default=50_000, help="commands folded")
     bcore.add_argument("--partitions", type=int, default=4, help="partitions of the log")
     bcore.set_defaults(func=_bench_core)
+    bstats = bench_add("stats", help="CPU and keys stepped per stats query after 20k claims, "
+                                     "rules 5 vs latest")
+    bstats.add_argument("--claims", type=int, default=20_000, help="claims in the history")
+    bstats.add_argument("--seconds", type=float, default=10.0, help="log time they span")
+    bstats.add_argument("--queries", type=int, default=200, help="stats queries per round")
+    bstats.add_argument("--rounds", type=int, default=7, help="rounds (median printed)")
+    bstats.set_defaults(func=_bench_stats)
     bnot = bench_add(
         "notify", help="notification deliveries/s; POST p99 with and without subscriptions")
     bnot.add_argument("--subs", type=int, default=10, help="subscriptions for deliveries/s")
