@@ -12,6 +12,7 @@ from typing import Any
 
 from projections import keys as K
 from projections.overlay import Overlay
+from projections.rules import buckets
 from projections.rules.state import (
     MAX_SECONDS,
     Context,
@@ -24,7 +25,6 @@ from projections.rules.state import (
     msg_key,
     scope,
 )
-from projections.rules import buckets
 from projections.rules.versions import BOUNDED, LIVE_STATS
 from projections.store import View
 
