@@ -140,7 +140,8 @@ def _bench_core(args: argparse.Namespace) -> int:
 def _bench_stats(args: argparse.Namespace) -> int:
     from ops.bench.statsq import main
 
-    main(claims=args.claims, seconds=args.seconds, queries_n=args.queries, rounds=args.rounds)
+    main(claims=args.claims, seconds=args.seconds, queries_n=args.queries, rounds=args.rounds,
+         expired=args.expired)
     return 0
 
 
@@ -438,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     bstats.add_argument("--seconds", type=float, default=10.0, help="log time they span")
     bstats.add_argument("--queries", type=int, default=200, help="stats queries per round")
     bstats.add_argument("--rounds", type=int, default=7, help="rounds (median printed)")
+    bstats.add_argument("--expired", type=int, default=50_000,
+                        help="expired, unswept messages in the backlog history")
     bstats.set_defaults(func=_bench_stats)
     bnot = bench_add(
         "notify", help="notification deliveries/s; POST p99 with and without subscriptions")

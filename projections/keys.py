@@ -23,6 +23,7 @@ QEXP = 0x23
 PEXP = 0x24
 DELAYED = 0x25  # rules >= 2: delayed messages by eligibility time, moved to FREE when due
 QEXB = 0x26  # rules >= 6: messages counted by expiry time (rules/buckets.py), for stats
+QSEQB = 0x27  # rules >= 6: per block of seqs, a time no message of the block lives until
 CLAIM = 0x30
 QCLEXP = 0x31
 PCLEXP = 0x32
@@ -48,7 +49,7 @@ QUARANTINE = 0x7F
 
 # The kinds living under one queue incarnation: what deleting a queue must collect. New kinds
 # go at the end: the collector's progress names a kind by its index here.
-INCARNATION_KINDS = (MSG, MSGID, FREE, QEXP, CLAIM, QCLEXP, DELAYED, QEXB, QCLB)
+INCARNATION_KINDS = (MSG, MSGID, FREE, QEXP, CLAIM, QCLEXP, DELAYED, QEXB, QCLB, QSEQB)
 
 
 def u64(n: int) -> bytes:

@@ -13,6 +13,7 @@ import orjson
 
 from projections import keys as K
 from projections.rules import buckets
+from projections.rules.index import BLOCK_BITS
 from projections.rules.state import get_queue, read_meta
 from projections.store import View
 
@@ -98,7 +99,6 @@ def stats(view: View, partition: int, project: str, name: str, now: int) -> dict
     q = get_queue(view, partition, project, name)
     if q is None or q["count"] <= 0:  # empty: the scans below would only step on tombstones
         return {"claimed": 0, "free": 0, "total": 0}
-    inc = q["inc"]
     meta = read_meta(view, partition)
     if q.get("b"):
         claimed, total = _counted(view, partition, project, name, q, meta, now)
@@ -106,9 +106,7 @@ def stats(view: View, partition: int, project: str, name: str, now: int) -> dict
         claimed, total = _scanned(view, partition, project, name, q, meta, now)
     result: dict[str, Any] = {"claimed": claimed, "free": total - claimed, "total": total}
     if total > 0:
-        msg_scope = K.scope(partition, K.MSG, project, name, inc)
-        oldest = _first_visible(view, msg_scope, now, reverse=False, head=q.get("h", 0))
-        newest = _first_visible(view, msg_scope, now, reverse=True)
+        oldest, newest = _ends(view, partition, project, name, q, now)
         if oldest is not None and newest is not None:
             result["oldest"] = oldest
             result["newest"] = newest
@@ -149,12 +147,45 @@ def _scanned(view: View, partition: int, project: str, name: str, q: dict[str, A
     return claimed, q["count"] - expired
 
 
-def _first_visible(view: View, msg_scope: bytes, now: int, *, reverse: bool,
-                   head: int = 0) -> Message | None:
-    """The first message not expired from the head (``head``: no message is below it) or
-    from the tail."""
-    start = msg_scope + K.u64(head) if head else msg_scope
-    for key, raw in view.scan(start, K.prefix_end(msg_scope), reverse=reverse):
+def _ends(view: View, partition: int, project: str, name: str, q: dict[str, Any],
+          now: int) -> tuple[Message | None, Message | None]:
+    """The oldest and the newest message not expired at ``now``.
+
+    Rules >= 6 (a queue keeping counters): from the head ``h``, block by block of seqs,
+    skipping each block whose expiry bound has passed (``rules.index.raise_bound``), so
+    neither consumed tombstones nor what has expired but is not swept are stepped on one by
+    one. Older queues: from both ends of the message range.
+    """
+    msg_scope = K.scope(partition, K.MSG, project, name, q["inc"])
+    if not q.get("b"):
+        return (_first_visible(view, msg_scope, msg_scope, K.prefix_end(msg_scope), now,
+                               reverse=False),
+                _first_visible(view, msg_scope, msg_scope, K.prefix_end(msg_scope), now,
+                               reverse=True))
+    head = q.get("h", 0)
+    return (_by_blocks(view, partition, project, name, q, msg_scope, head, now, reverse=False),
+            _by_blocks(view, partition, project, name, q, msg_scope, head, now, reverse=True))
+
+
+def _by_blocks(view: View, partition: int, project: str, name: str, q: dict[str, Any],
+               msg_scope: bytes, head: int, now: int, *, reverse: bool) -> Message | None:
+    blocks = K.scope(partition, K.QSEQB, project, name, q["inc"])
+    for key, raw in view.scan(blocks + K.u64(head >> BLOCK_BITS), K.prefix_end(blocks),
+                              reverse=reverse):
+        if K.U64.unpack(raw)[0] <= now:
+            continue  # every message of the block has expired
+        block = K.U64.unpack_from(key, len(blocks))[0]
+        lo = msg_scope + K.u64(max(head, block << BLOCK_BITS))
+        found = _first_visible(view, msg_scope, lo, msg_scope + K.u64((block + 1) << BLOCK_BITS),
+                               now, reverse=reverse)
+        if found is not None:
+            return found
+    return None
+
+
+def _first_visible(view: View, msg_scope: bytes, start: bytes, stop: bytes, now: int, *,
+                   reverse: bool) -> Message | None:
+    for key, raw in view.scan(start, stop, reverse=reverse):
         if _visible(_loads(raw), now):
             return _message(raw, K.U64.unpack_from(key, len(msg_scope))[0], now)
     return None

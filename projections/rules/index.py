@@ -30,6 +30,8 @@ from projections.store import View
 
 INLINE_EXPIRY = 100  # rules >= 2: at most this many expired messages or claims per command
 HEAD_SPAN = 1024  # rules >= 6: seqs the live head may step over per command (keys of a scope)
+BLOCK_BITS = 10  # rules >= 6: seqs in blocks of 1024, each with an expiry bound (``QSEQB``)
+BOUND_BITS = 12  # a block's bound is rounded up to 4.1 s: rewritten at most that often
 
 
 def tracked(ctx: Context, q: dict[str, Any]) -> bool:
@@ -60,7 +62,31 @@ def track(ctx: Context, q: dict[str, Any]) -> None:
         q["ch"] = 0
 
 
-def advance_head(tx: View, ctx: Context, project: str, name: str, q: dict[str, Any],
+def raise_bound(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
+                seq: int, expires: int) -> None:
+    """No message of a block of seqs expires at or after the block's bound, so the oldest
+    and newest lookups skip a block whose bound has passed, however much it holds that has
+    expired but is not swept (an upper bound: a message leaving never lowers it)."""
+    if not tracked(ctx, q):
+        return
+    key = scope(ctx, K.QSEQB, project, name, q) + K.u64(seq >> BLOCK_BITS)
+    bound = ((expires >> BOUND_BITS) + 1) << BOUND_BITS
+    raw = tx.get(key)
+    if raw is None or K.U64.unpack(raw)[0] < bound:
+        tx.put(key, K.u64(bound))
+
+
+def drop_bounds(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
+                old_head: int, new_head: int) -> None:
+    """The bounds of blocks wholly below the head (they hold no message) go with it."""
+    prefix = scope(ctx, K.QSEQB, project, name, q)
+    lo, hi = old_head >> BLOCK_BITS, new_head >> BLOCK_BITS
+    if lo < hi:
+        for key, _ in list(tx.scan(prefix + K.u64(lo), prefix + K.u64(hi))):
+            tx.delete(key)
+
+
+def advance_head(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
                  removed: int) -> None:
     """Keep ``q["h"]`` below every present message and close to the first: after the head
     (or anything, while it lags) is removed, look for the next present seq at most HEAD_SPAN
@@ -77,6 +103,7 @@ def advance_head(tx: View, ctx: Context, project: str, name: str, q: dict[str, A
     else:
         q["h"] = K.U64.unpack_from(found[0], len(prefix))[0]
         q.pop("hl", None)
+    drop_bounds(tx, ctx, project, name, q, head, q["h"])
 
 
 def put_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
@@ -86,6 +113,7 @@ def put_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str,
         for key in expiry_keys(ctx, project, name, q["inc"], msg["e"], seq):
             tx.put(key, b"")
         count_expiry(tx, ctx, project, name, q, msg["e"], 1)
+        raise_bound(tx, ctx, project, name, q, seq, msg["e"])
 
 
 def set_expiry(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any], seq: int,
@@ -97,6 +125,7 @@ def set_expiry(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, 
     for key in expiry_keys(ctx, project, name, q["inc"], expires, seq):
         tx.put(key, b"")
     count_expiry(tx, ctx, project, name, q, expires, 1)
+    raise_bound(tx, ctx, project, name, q, seq, expires)
 
 
 def find_message(tx: View, ctx: Context, project: str, name: str, q: dict[str, Any],
@@ -150,6 +179,8 @@ def append_message(tx: Overlay, ctx: Context, meta: dict[str, Any], project: str
     meta["seq"] = seq + 1
     if ctx.rules >= LIVE_STATS and q["count"] <= 0:
         track(ctx, q)  # empty: its counters start here (a queue from before rules 6 too)
+        if "h" in q:
+            drop_bounds(tx, ctx, project, name, q, q["h"], seq)
         q["h"] = seq
         q.pop("hl", None)
     msg = {"id": message_id, "body": body, "ttl": ttl, "c": ctx.now, "e": ctx.now + ttl * 1000,

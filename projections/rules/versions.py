@@ -53,9 +53,10 @@ LIVE_STATS = 6
 """Stats and listings bounded by what is live (issue 10): a queue created (or purged, or
 posted to while empty) under these rules keeps ``ch``, the messages its claims hold, and
 counts by expiry time of its messages and of its claims' messages (``rules/buckets.py``), so
-stats read no claim and no expired message one by one; and ``h``, a seq no present message
-is below, advanced when the head goes, so listings and oldest start past consumed
-tombstones."""
+stats read no claim and no expired message one by one; ``h``, a seq no present message is
+below, advanced when the head goes, so listings and oldest start past consumed tombstones;
+and per block of 1,024 seqs a time none of its messages lives until, so the oldest and newest
+lookups skip blocks that have expired whole but are not swept."""
 
 VERSIONS: dict[int, str] = {
     ORIGINAL: "first release",
