@@ -307,7 +307,9 @@ async def _expired(server: Server, rate: float, n: int) -> dict[str, str]:
                         "messages"]["total"]
                     stats_ms = (time.monotonic() - t) * 1000
                 # Every record appended since, less the claims: the Sweeps of the catch-up.
-                now_sweeps = server.records() - base - len(claims)
+                # In a thread: the control request polls for up to ~0.25 s, and blocking this
+                # loop meanwhile would count against the reader's latency.
+                now_sweeps = await asyncio.to_thread(server.records) - base - len(claims)
                 if now_sweeps != sweeps:
                     sweeps, changed = now_sweeps, time.monotonic()
                 elif sweeps > 0 and time.monotonic() - changed > 2.5:
