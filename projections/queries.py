@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from projections import keys as K
+from projections.rules import outcomes
 from projections.rules.state import get_queue, read_meta
 from projections.store import View
 
@@ -249,7 +250,12 @@ def subscription_view(sub: dict[str, Any], source: str, now: int) -> dict[str, A
 
 
 def outcome(view: View, partition: int, command_id: str) -> dict[str, Any] | None:
-    raw = view.get(K.outcome(partition, command_id))
+    """The stored outcome of a command applied in the last outcome window (or None)."""
+    meta = read_meta(view, partition)
+    if "og" in meta:  # rules >= 7: by generation (``rules.outcomes``)
+        raw = outcomes.find(view, partition, meta, meta["time"], command_id)
+    else:
+        raw = view.get(K.outcome(partition, command_id))
     return None if raw is None else _loads(raw)
 
 
