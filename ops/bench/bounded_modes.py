@@ -331,9 +331,9 @@ async def _expired(server: Server, rate: float, n: int) -> dict[str, str]:
     out["claims until caught up: n, median ms, worst ms"] = (
         f"{len(claims)}, {statistics.median(claims) * 1000:.1f}, {claims[-1] * 1000:.0f}")
     out["  ... messages they claimed"] = str(took)
-    out["other queue: worst read ms"] = f"{reader.worst * 1000:.0f}"
+    out["expired: other queue: worst read ms"] = f"{reader.worst * 1000:.0f}"
     reads = sorted(b - a for a, b in reader.spans)
-    out["other queue: reads, p99 ms"] = (
+    out["expired: other queue: reads, p99 ms"] = (
         f"{len(reads)}, {reads[int(len(reads) * 0.99)] * 1000:.0f}" if reads else "0, -")
     out["  ... worst not during the stats request, ms"] = (
         f"{reader.worst_apart_from(*stats_span) * 1000:.0f}")
