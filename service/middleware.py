@@ -29,6 +29,7 @@ which Starlette exposes as ``request.state``.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -210,11 +211,11 @@ class Routing:
         template, resource, params, matched = found
         state(scope)["route"] = template
         if scope["method"] == "OPTIONS":
-            allow = ", ".join(resource.allowed)
-            await Response(status_code=200, headers={"Allow": allow})(scope, receive, send)
+            await Response(status_code=200, headers={"Allow": resource.allow_header})(
+                scope, receive, send)
             return
         st = state(scope)
-        st["allowed"] = resource.allowed
+        st["allowed"] = resource.allowed_methods
         st["path_params"] = params
         st["api"] = resource.api  # the version's pipeline rules (None: v2's)
         st[MATCHED] = matched  # PrematchedRouter handles it without matching again
@@ -438,10 +439,10 @@ class ClientId(_Check):
             return error_response(400, "Missing header value",
                                   'The "Client-Id" header is required.')
         if self.mode == "strict" or optional:
-            try:
-                client_id = str(uuid.UUID(raw))
-            except ValueError:
+            canonical = canonical_uuid(raw)
+            if canonical is None:
                 return error_response(400, "Wrong UUID value", "Malformed hexadecimal UUID.")
+            client_id = canonical
         else:
             if not self.min_length <= len(raw) <= self.max_length:
                 return error_response(
@@ -449,6 +450,16 @@ class ClientId(_Check):
                          f"greater than {self.max_length}.")
             client_id = raw
         state(scope)["client_id"] = client_id
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical_uuid(raw: str) -> str | None:
+    """The canonical text of a UUID in any spelling ``uuid.UUID`` reads, None if it is not
+    one. Cached: a client sends the same Client-ID on every request (bounded, LRU)."""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
         return None
 
 
