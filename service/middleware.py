@@ -36,9 +36,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette._utils import get_route_path  # the path routes match (root_path off)
+from starlette.convertors import StringConvertor
 from starlette.routing import BaseRoute, Match, Route
 
 from service import signing
@@ -171,12 +173,13 @@ class RequestId:
         state(scope)["request_id"] = request_id
         token = request_id_var.set(request_id)
         started = False
+        header = (b"x-openstack-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                MutableHeaders(scope=message).append("x-openstack-request-id", request_id)
+                message["headers"] = [*message.get("headers", ()), header]  # a list of its own
             await send(message)
 
         try:
@@ -199,12 +202,13 @@ class Routing:
     def __init__(self, app: ASGIApp, *, routes: Sequence[BaseRoute], **options: Any) -> None:
         self.app = app
         self.routes = routes
+        self.candidates = RoutesBySlashes(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        found = _match(self.routes, scope)
+        found = _match(self.candidates.of(get_route_path(scope)), scope)
         if found is None:
             await route_not_found()(scope, receive, send)
             return
@@ -220,6 +224,35 @@ class Routing:
         st["api"] = resource.api  # the version's pipeline rules (None: v2's)
         st[MATCHED] = matched  # PrematchedRouter handles it without matching again
         await self.app(scope, receive, send)
+
+
+class RoutesBySlashes:
+    """The routes that can match a path, by its number of ``/`` and its first two segments:
+    a ``{param}`` matches no ``/``, so ``/v2/queues/{queue_name}/messages`` only ever matches
+    paths with four ``/`` that start ``/v2/queues/``. Routes this cannot tell about (other
+    convertors, a parameter in the first two segments, mounts) are candidates for every
+    path; each list keeps the routes' order, so the first match is the one a scan of all
+    routes finds."""
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        known = {id(r): _key(r.path) for r in routes if _indexable(r)}
+        self._any = [r for r in routes if id(r) not in known]
+        self._by_key = {key: [r for r in routes if known.get(id(r), key) == key]
+                        for key in set(known.values())}
+
+    def of(self, path: str) -> Sequence[BaseRoute]:
+        # a pattern's ``$`` also matches before one final newline: the key ignores it
+        return self._by_key.get(_key(path[:-1] if path.endswith("\n") else path), self._any)
+
+
+def _key(path: str) -> tuple[int, tuple[str, ...]]:
+    return path.count("/"), tuple(path.split("/", 3)[1:3])
+
+
+def _indexable(route: BaseRoute) -> bool:
+    return (type(route) is Route
+            and all(type(c) is StringConvertor for c in route.param_convertors.values())
+            and "{" not in "/".join(route.path.split("/", 3)[1:3]))
 
 
 def _match(routes: Sequence[BaseRoute], scope: Scope
