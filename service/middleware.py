@@ -36,11 +36,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from starlette._utils import get_route_path  # the path routes match (root_path off)
+from starlette.convertors import StringConvertor
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette._utils import get_route_path  # the path routes match (root_path off)
-from starlette.convertors import StringConvertor
 from starlette.routing import BaseRoute, Match, Route
 
 from service import signing
@@ -235,7 +235,7 @@ class RoutesBySlashes:
     routes finds."""
 
     def __init__(self, routes: Sequence[BaseRoute]) -> None:
-        known = {id(r): _key(r.path) for r in routes if _indexable(r)}
+        known = {id(r): _key(r.path) for r in routes if isinstance(r, Route) and _indexable(r)}
         self._any = [r for r in routes if id(r) not in known]
         self._by_key = {key: [r for r in routes if known.get(id(r), key) == key]
                         for key in set(known.values())}
@@ -249,7 +249,7 @@ def _key(path: str) -> tuple[int, tuple[str, ...]]:
     return path.count("/"), tuple(path.split("/", 3)[1:3])
 
 
-def _indexable(route: BaseRoute) -> bool:
+def _indexable(route: Route) -> bool:
     return (type(route) is Route
             and all(type(c) is StringConvertor for c in route.param_convertors.values())
             and "{" not in "/".join(route.path.split("/", 3)[1:3]))
