@@ -1,27 +1,124 @@
-"""Hypercorn (0.18, pinned), tuned for many small responses: one send per response.
+"""Hypercorn (0.18, pinned), tuned for many small responses on keep-alive connections.
 
-Hypercorn writes every h11 event to the socket as soon as it has it — the status line and
-headers, then the body — so a small JSON answer costs two ``send`` calls and wakes the client
-twice. ``CoalescingTCPServer`` collects what a connection writes during one event-loop turn
-and sends it together; a large body still waits for the socket to drain, as before.
+* One send per response. Hypercorn writes every h11 event to the socket as soon as it has it —
+  the status line and headers, then the body — so a small JSON answer costs two ``send``
+  calls and wakes the client twice. ``CoalescingTCPServer`` collects what a connection writes
+  during one event-loop turn and sends it together; a large body still waits for the socket
+  to drain, as before.
+* The keep-alive timeout as a timer. Hypercorn restarts a task per request for it (a task
+  running ``wait_for(terminated.wait(), keep_alive_timeout)``, cancelled and awaited when the
+  next request starts: three tasks and a cancellation per request). ``IdleTimer`` is one
+  ``call_later`` handle per idle period; ``TimerWorkerContext`` closes every idle connection
+  when the server terminates, as those tasks did.
+* The ``date`` header once a second. ``TunedConfig`` formats it when the second changes, not
+  per response (the text is the same: an HTTP date has a one-second resolution).
 
-``install()`` points Hypercorn's asyncio worker at it (it builds its ``TCPServer`` by name in
-``hypercorn.asyncio.run``); ``ops.serve`` and ``ops.front`` call it before serving.
+``install()`` points Hypercorn's asyncio worker at the server and the context (it builds
+both by name in ``hypercorn.asyncio.run``); ``ops.serve`` and ``ops.front`` call it before
+serving, with a ``TunedConfig``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
 from hypercorn.asyncio import run as hypercorn_run
 from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.asyncio.worker_context import WorkerContext
+from hypercorn.config import Config
 from hypercorn.events import Event, RawData
 
 HIGH_WATER = 64 * 1024  # bytes buffered in the transport before a send waits for the socket
 
 
+class TunedConfig(Config):
+    """Hypercorn's config with the response headers it adds (``date``, ``server``) built
+    once per second, not per response."""
+
+    def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
+        if not self.include_date_header:
+            return super().response_headers(protocol)
+        cache: dict[str, tuple[int, list[tuple[bytes, bytes]]]] = self.__dict__.setdefault(
+            "_marconi_headers", {})
+        second = int(time.time())
+        found = cache.get(protocol)
+        if found is None or found[0] != second:
+            found = cache[protocol] = (second, super().response_headers(protocol))
+        return list(found[1])
+
+
+class TimerWorkerContext(WorkerContext):
+    """Hypercorn's worker context, plus the connections idle now (``IdleTimer``): they are
+    closed when the worker terminates, as Hypercorn's idle tasks did (a graceful shutdown
+    does not wait for them)."""
+
+    def __init__(self, max_requests: int | None) -> None:
+        super().__init__(max_requests)
+        self.idle: set[IdleTimer] = set()
+        self._watch = asyncio.get_running_loop().create_task(self._close_idle_at_end())
+
+    async def _close_idle_at_end(self) -> None:
+        await self.terminated.wait()
+        for timer in list(self.idle):
+            timer.expire()
+
+
+class IdleTimer:
+    """Hypercorn's ``SingleTask`` for the keep-alive timeout, as one timer handle: ``restart``
+    arms it (the connection went idle), ``stop`` disarms it (a request started). When it
+    fires, ``action`` (which closes the connection) runs in a task of the connection's task
+    group."""
+
+    def __init__(self, context: WorkerContext, timeout: float) -> None:
+        self._idle: set[IdleTimer] = getattr(context, "idle", set())
+        self._terminated = context.terminated
+        self._timeout = timeout
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed: tuple[Any, Callable[[], Any]] | None = None
+
+    async def restart(self, task_group: Any, action: Callable[[], Any]) -> None:
+        self._disarm()
+        self._armed = (task_group, action)
+        if self._terminated.is_set():
+            self.expire()
+            return
+        self._handle = asyncio.get_running_loop().call_later(self._timeout, self.expire)
+        self._idle.add(self)
+
+    async def stop(self) -> None:
+        self._disarm()
+
+    def expire(self) -> None:
+        armed = self._armed
+        self._disarm()
+        if armed is not None:
+            task_group, action = armed
+            task_group._task_group.create_task(action())
+
+    def _disarm(self) -> None:
+        self._armed = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._idle.discard(self)
+
+
 class CoalescingTCPServer(TCPServer):
-    """A Hypercorn connection whose writes of one loop turn leave in one ``send``."""
+    """A Hypercorn connection whose writes of one loop turn leave in one ``send``, with the
+    keep-alive timeout on a timer (``IdleTimer``)."""
 
     _pending: list[bytes] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.idle_task = IdleTimer(self.context, self.config.keep_alive_timeout)  # type: ignore[assignment]
+
+    async def _idle_timeout(self) -> None:
+        """The timer has fired (or the worker terminated): close, as Hypercorn does then."""
+        await asyncio.shield(self._initiate_server_close())
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
@@ -44,3 +141,4 @@ class CoalescingTCPServer(TCPServer):
 
 def install() -> None:
     hypercorn_run.TCPServer = CoalescingTCPServer  # type: ignore[misc]
+    hypercorn_run.WorkerContext = TimerWorkerContext  # type: ignore[misc]

@@ -131,7 +131,7 @@ SWITCH_INTERVAL_S = 0.0005
 
 def hypercorn_config(settings: Settings, listener: socket.socket | None = None) -> Config:
     """Hypercorn's config; with ``listener`` it serves on that bound socket (and owns it)."""
-    config = Config()
+    config = hypercorn_tuning.TunedConfig()
     config.bind = ([f"fd://{listener.detach()}"] if listener is not None
                    else [f"{settings.host}:{settings.port}"])
     config.graceful_timeout = settings.graceful_timeout

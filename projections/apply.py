@@ -44,7 +44,7 @@ from projections.commands import (
     decode,
 )
 from projections.overlay import Overlay
-from projections.rules import claims, messages, queues, subscriptions, upkeep, versions
+from projections.rules import claims, messages, outcomes, queues, subscriptions, upkeep, versions
 from projections.rules.state import (
     MAX_SECONDS,
     Changes,
@@ -55,7 +55,7 @@ from projections.rules.state import (
     get_queue,
     read_meta,
 )
-from projections.store import View
+from projections.store import ChangeSet, View
 
 __all__ = ["HANDLERS", "MAX_SECONDS", "Changes", "Context", "Outcome", "Rejected", "apply",
            "apply_into", "apply_record", "get_queue", "read_meta"]
@@ -103,7 +103,7 @@ HANDLERS: dict[type[Command], Handler] = {
 }
 
 
-def apply_record(view: View, partition: int, offset: int, record: bytes) -> Changes:
+def apply_record(view: View, partition: int, offset: int, record: bytes) -> ChangeSet:
     """Fold one log record into the view: the changes, including the new applied offset."""
     tx = Overlay(view)
     apply_into(tx, partition, offset, record)
@@ -129,8 +129,15 @@ def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> None:
     now = max(cmd.time_ms, meta["time"])
     meta["time"] = now
     ctx = Context(partition, offset, now, versions.in_force(meta))
-    outcome_key = K.outcome(partition, cmd.id)
-    if cmd.id and tx.get(outcome_key) is not None:
+    generations = ctx.rules >= versions.OUTCOME_GENERATIONS
+    if generations:
+        outcomes.begin(meta, now)
+        outcome_key = K.outcome_in(partition, outcomes.generation(now), cmd.id)
+        seen = bool(cmd.id) and outcomes.find(tx, partition, meta, now, cmd.id) is not None
+    else:
+        outcome_key = K.outcome(partition, cmd.id)
+        seen = bool(cmd.id) and tx.get(outcome_key) is not None
+    if seen:
         tx.put(K.meta(partition), dumps(meta))  # a retry landed twice: keep first outcome
         return
     counters = dict(meta)  # adopted only if the command succeeds
@@ -149,12 +156,16 @@ def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> None:
         tx.rollback()
         _quarantine(tx, partition, offset, record, f"apply: {type(exc).__name__}: {exc}", meta)
         return
-    if cmd.id:
+    if generations:
+        if cmd.id:
+            tx.put_new(outcome_key, dumps(outcome))  # looked up just now: absent
+        outcomes.prune(tx, partition, now, meta)
+    elif cmd.id:
         # Both keys are new (the outcome was just looked up; its expiry entry lives and dies
         # with it), so one pruned within this batch leaves nothing to commit.
         tx.put_new(outcome_key, dumps(outcome))
         tx.put_new(K.outcome_expiry(partition, now, cmd.id), b"")
-    if now >= meta.get("prune", 0):
+    if not generations and now >= meta.get("prune", 0):
         if ctx.rules >= versions.BOUNDED or versions.in_force(meta) >= versions.BOUNDED:
             slack = PRUNE_SLACK_MS if versions.in_force(meta) >= versions.PRUNE_SLACK else 0
             meta["prune"] = _prune_outcomes_from_cursor(tx, partition, now, meta, slack)

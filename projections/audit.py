@@ -21,10 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from log import Log, partition_for
-from projections import keys as K
 from projections import queries
 from projections.apply import apply_into
 from projections.commands import (
@@ -192,8 +189,9 @@ class History:
                 if until_ms is not None and time_ms > until_ms:
                     self.store.commit(tx.changes)
                     return  # effective time is monotone: nothing later is in the window
-                raw = tx.get(K.outcome(p, cmd.id))
-                outcome = orjson.loads(raw) if raw is not None else {"duplicate": True}
+                outcome = queries.outcome(tx, p, cmd.id)
+                if outcome is None:
+                    outcome = {"duplicate": True}
                 yield Entry(rec.offset, time_ms, cmd.project, cmd.queue, cmd.client_id,
                             cmd.TAG, essentials(cmd), brief(outcome))
             self.store.commit(tx.changes)

@@ -33,6 +33,7 @@ SUBURI = 0x41
 PSUBEXP = 0x42
 OUTCOME = 0x50
 OUTEXP = 0x51
+OUTGEN = 0x52  # rules >= 7: outcomes under their generation (OUTCOME_GENERATION_MS of log time)
 OUTBOX = 0x60
 HWM = 0x61
 GARBAGE = 0x70
@@ -124,6 +125,16 @@ def sub_scope(partition: int, kind: int, project: str, name: str) -> bytes:
 
 def outcome(partition: int, command_id: str) -> bytes:
     return kind_prefix(partition, OUTCOME) + command_id.encode()
+
+
+def outcome_generation(partition: int, generation: int) -> bytes:
+    """Where the outcomes of one generation start (rules >= 7): a generation goes in one
+    range delete."""
+    return kind_prefix(partition, OUTGEN) + u64(generation)
+
+
+def outcome_in(partition: int, generation: int, command_id: str) -> bytes:
+    return kind_prefix(partition, OUTGEN) + u64(generation) + command_id.encode()
 
 
 def outcome_expiry(partition: int, time_ms: int, command_id: str) -> bytes:

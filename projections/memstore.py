@@ -7,6 +7,8 @@ from itertools import islice
 
 from sortedcontainers import SortedDict
 
+from projections.store import ranges_of
+
 # Keys a scan copies per step: small enough that "the first 20 of a million" stays cheap,
 # large enough that a full scan does not pay a tree seek per key.
 CHUNK = 64
@@ -18,6 +20,9 @@ def check_changes(changes: Mapping[bytes, bytes | None]) -> None:
     Every store validates a whole batch before touching anything, so a bad batch is
     rejected as a unit (the same error from every implementation).
     """
+    for start, stop in ranges_of(changes):
+        if type(start) is not bytes or type(stop) is not bytes:
+            raise TypeError(f"range delete bounds must be bytes, got {start!r}, {stop!r}")
     for key, value in changes.items():
         if type(key) is not bytes:
             raise TypeError(f"store keys must be bytes, got {type(key).__name__}: {key!r}")
@@ -93,9 +98,13 @@ class MemoryStore:
     def commit(self, changes: Mapping[bytes, bytes | None]) -> None:
         """Validate the whole batch, then apply it: all or nothing."""
         check_changes(changes)
-        if not changes:
+        ranges = ranges_of(changes)
+        if not changes and not ranges:
             return
         data = self._data
+        for start, stop in ranges:
+            for key in list(data.irange(start, stop, inclusive=(True, False))):
+                del data[key]
         for key, value in changes.items():
             if value is None:
                 data.pop(key, None)

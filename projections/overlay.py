@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from sortedcontainers import SortedDict
 
 from projections.memstore import CHUNK, range_chunk
-from projections.store import View
+from projections.store import ChangeSet, Range, View
 
 _MISSING = object()
+_RANGE = object()  # journal entry of a range delete (undone by dropping the newest range)
 
 
 def _check_key(key: object) -> None:
@@ -44,17 +45,26 @@ class Overlay:
         # instead of staging a tombstone, so a key born and gone within one batch (an outcome
         # pruned in the same rebuild batch) costs the store nothing at commit.
         self._born: set[bytes] = set()
+        # Range deletes ``[start, stop)`` staged by ``delete_range``: they hide base keys; a
+        # pending key inside one was written after it (earlier ones are dropped by it).
+        self._ranges: list[Range] = []
 
     @property
     def base(self) -> View:
         return self._base
 
     @property
-    def changes(self) -> dict[bytes, bytes | None]:
-        """The pending writes (None deletes), ready for ``ViewStore.commit``. A copy."""
-        out = dict(self._pending)
+    def changes(self) -> ChangeSet:
+        """The pending writes (None deletes) and range deletes, ready for
+        ``ViewStore.commit``. A copy."""
+        out = ChangeSet(self._pending, self._ranges)
         out.update(self._fresh)
         return out
+
+    @property
+    def ranges(self) -> list[Range]:
+        """The range deletes staged so far (a copy)."""
+        return list(self._ranges)
 
     def _stage(self, key: bytes, value: bytes | None) -> None:
         if self._journal is not None:
@@ -103,6 +113,28 @@ class Overlay:
             return
         self._stage(key, None)
 
+    def delete_range(self, start: bytes, stop: bytes) -> None:
+        """Stage a delete of every key in ``[start, stop)``: one write at commit, whatever
+        the number of keys (a RocksDB range tombstone). Pending writes in the range go."""
+        if type(start) is not bytes or type(stop) is not bytes:
+            raise TypeError(f"range delete bounds must be bytes, got {start!r}, {stop!r}")
+        if start >= stop:
+            return
+        self._sort_fresh()
+        for key in list(self._pending.irange(start, stop, inclusive=(True, False))):
+            if self._journal is not None:
+                self._journal.append((key, self._pending[key]))
+            del self._pending[key]
+            self._born.discard(key)
+        if self._journal is not None:
+            self._journal.append((b"", _RANGE))
+        self._ranges.append((start, stop))
+        self._version += 1
+
+    def _hidden(self, key: bytes) -> bool:
+        """Whether a staged range delete covers ``key`` (for base keys)."""
+        return any(start <= key < stop for start, stop in self._ranges)
+
     def _forget(self, key: bytes) -> None:
         """Drop a pending key the base lacks: reads find nothing, commit writes nothing."""
         if self._journal is not None:
@@ -126,7 +158,9 @@ class Overlay:
         """Undo every write since the savepoint, newest first."""
         journal, self._journal = self._journal or [], None
         for key, previous in reversed(journal):
-            if previous is _MISSING:
+            if previous is _RANGE:
+                self._ranges.pop()
+            elif previous is _MISSING:
                 self._fresh.pop(key, None)
                 self._pending.pop(key, None)
             elif key in self._pending:
@@ -140,6 +174,7 @@ class Overlay:
         self._pending.clear()
         self._fresh.clear()
         self._born.clear()
+        self._ranges.clear()
         self._version += 1
 
     def get(self, key: bytes) -> bytes | None:
@@ -147,6 +182,8 @@ class Overlay:
         if value is _MISSING:
             value = self._pending.get(key, _MISSING)
             if value is _MISSING:
+                if self._ranges and self._hidden(key):
+                    return None
                 return self._base.get(key)
         return value  # type: ignore[return-value]
 
@@ -189,7 +226,8 @@ class Overlay:
                     elif (base_key > pending_key) if reverse else (base_key < pending_key):
                         head = next(base_items, None)
                         after = base_key
-                        yield base_key, base_value
+                        if not (self._ranges and self._hidden(base_key)):
+                            yield base_key, base_value
                         continue
                 index += 1
                 after = pending_key
@@ -200,6 +238,7 @@ class Overlay:
                 key, value = head
                 head = next(base_items, None)
                 after = key
-                yield key, value
+                if not (self._ranges and self._hidden(key)):
+                    yield key, value
             else:
                 return

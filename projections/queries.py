@@ -7,12 +7,13 @@ between two commits, never half of a batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import orjson
 
 from projections import keys as K
-from projections.rules import buckets
+from projections.rules import buckets, outcomes
 from projections.rules.index import BLOCK_BITS
 from projections.rules.state import get_queue, read_meta
 from projections.store import View
@@ -131,15 +132,26 @@ def _counted(view: View, partition: int, project: str, name: str, q: dict[str, A
     return q["ch"] - lapsed, q["count"] - expired
 
 
+STATS_CAP = 1000
+"""Queues from before rules 6 only: entries ``stats`` steps over at most, expired-but-not-swept
+messages it counts and those it passes looking for the oldest and the newest. Beyond it — only
+while the owner's Sweeps catch up with a mass expiry, seconds — the total still counts the
+rest and the oldest and newest may be left out: a stats read on the event loop costs a
+bounded amount, not the backlog (99k expired: ~0.8 s under load, and every partition's reads
+waited behind it). A queue keeping counters (rules >= 6) answers exactly at a bounded cost."""
+
+
 def _scanned(view: View, partition: int, project: str, name: str, q: dict[str, Any],
-             meta: dict[str, Any], now: int) -> tuple[int, int]:
-    """A queue from before rules 6 (until it is empty at a post, or purged): count by scans."""
+             meta: dict[str, Any], now: int, cap: int | None = STATS_CAP) -> tuple[int, int]:
+    """A queue from before rules 6 (until it is empty at a post, or purged): count by scans
+    (``cap``: at most that many expired, None for the exact count)."""
     inc = q["inc"]
     expired_prefix = K.scope(partition, K.QEXP, project, name, inc)
     # Everything before the partition's message-expiry cursor is swept (rules >= 2): count
     # the expired-but-not-swept from there, not over the tombstones of every earlier Sweep.
     swept = _cursor(meta, "sm")[:8]
-    expired = sum(1 for _ in view.scan(expired_prefix + swept, expired_prefix + K.u64(now + 1)))
+    expired = sum(1 for _ in islice(
+        view.scan(expired_prefix + swept, expired_prefix + K.u64(now + 1)), cap))
     claims_prefix = K.scope(partition, K.QCLEXP, project, name, inc)
     # Live claims (expiring after now) with the count of messages each holds.
     claimed = sum(K.U64.unpack(held)[0] for _, held in
@@ -159,9 +171,9 @@ def _ends(view: View, partition: int, project: str, name: str, q: dict[str, Any]
     msg_scope = K.scope(partition, K.MSG, project, name, q["inc"])
     if not q.get("b"):
         return (_first_visible(view, msg_scope, msg_scope, K.prefix_end(msg_scope), now,
-                               reverse=False),
+                               reverse=False, cap=STATS_CAP),
                 _first_visible(view, msg_scope, msg_scope, K.prefix_end(msg_scope), now,
-                               reverse=True))
+                               reverse=True, cap=STATS_CAP))
     head = q.get("h", 0)
     return (_by_blocks(view, partition, project, name, q, msg_scope, head, now, reverse=False),
             _by_blocks(view, partition, project, name, q, msg_scope, head, now, reverse=True))
@@ -184,8 +196,8 @@ def _by_blocks(view: View, partition: int, project: str, name: str, q: dict[str,
 
 
 def _first_visible(view: View, msg_scope: bytes, start: bytes, stop: bytes, now: int, *,
-                   reverse: bool) -> Message | None:
-    for key, raw in view.scan(start, stop, reverse=reverse):
+                   reverse: bool, cap: int | None = None) -> Message | None:
+    for key, raw in islice(view.scan(start, stop, reverse=reverse), cap):
         if _visible(_loads(raw), now):
             return _message(raw, K.U64.unpack_from(key, len(msg_scope))[0], now)
     return None
@@ -316,7 +328,12 @@ def subscription_view(sub: dict[str, Any], source: str, now: int) -> dict[str, A
 
 
 def outcome(view: View, partition: int, command_id: str) -> dict[str, Any] | None:
-    raw = view.get(K.outcome(partition, command_id))
+    """The stored outcome of a command applied in the last outcome window (or None)."""
+    meta = read_meta(view, partition)
+    if "og" in meta:  # rules >= 7: by generation (``rules.outcomes``)
+        raw = outcomes.find(view, partition, meta, meta["time"], command_id)
+    else:
+        raw = view.get(K.outcome(partition, command_id))
     return None if raw is None else _loads(raw)
 
 

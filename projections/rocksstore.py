@@ -27,6 +27,7 @@ from rocksdict import (
 )
 
 from projections.memstore import check_changes
+from projections.store import ranges_of
 
 StrPath = str | os.PathLike[str]
 
@@ -287,9 +288,13 @@ class RocksStore:
         """Validate every change, then write them as ONE WriteBatch (all or nothing)."""
         db = self._live()
         check_changes(changes)
-        if not changes:
+        ranges = ranges_of(changes)
+        if not changes and not ranges:
             return
         batch = WriteBatch(raw_mode=True)
+        for start, stop in ranges:  # first: a later put inside the range must survive it
+            if start < stop:
+                batch.delete_range(start, stop)
         for key, value in changes.items():
             if value is None:
                 batch.delete(key)

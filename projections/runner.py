@@ -42,6 +42,17 @@ logger = logging.getLogger(__name__)
 
 IDENTITY_KEY = b"\xff\xff\xffidentity"
 
+SWEEP_MAX = 200
+"""Items of each kind (claims, messages, subscriptions, garbage keys) one Sweep takes. A Sweep
+is one record, and a record is folded and committed in one loop turn (never split), so this
+bounds how long a catch-up holds the loop: about 5 keys per item. At 1,000 a Sweep of expired
+messages was ~5,000 keys, 15-75 ms of apply and commit in one turn, and an HTTP read of
+another partition, which needs several turns, waited behind several of them (issue 10)."""
+
+SWEEP_BACKLOG = 100_000
+"""Items a sweeper round takes in full slices before it lets the next round come (per
+partition): the catch-up rate, whatever the slice size."""
+
 
 class StoreMismatchError(Exception):
     """The store was not built from this log, or is ahead of it."""
@@ -144,7 +155,7 @@ class Runner:
         batch_records: int = 1000,
         slice_ms: float = 5.0,
         sweep_interval: float = 1.0,
-        sweep_max: int = 1000,
+        sweep_max: int = SWEEP_MAX,
         clock: Callable[[], int] = wall_ms,
         ids: Callable[[], str] = new_id,
         sender: Sender | None = None,
@@ -513,10 +524,10 @@ class Runner:
                 except Exception:  # an append can fail transiently; try next round
                     logger.exception("partition %d: sweep failed", p)
 
-    async def _sweep_backlog(self, partition: int, rounds: int = 100) -> None:
+    async def _sweep_backlog(self, partition: int) -> None:
         """Sweep again at once while a slice came back full (expiry catch-up, GC of a big
-        queue): each Sweep is bounded, the backlog goes in a few of them, not in one."""
-        for _ in range(rounds):
+        queue): each Sweep is bounded, the backlog goes in many of them, not in one."""
+        for _ in range(max(1, SWEEP_BACKLOG // self._sweep_max)):
             if not await self.sweep(partition):
                 return
             out = queries.outcome(self._store, partition, self._last_sweep) or {}

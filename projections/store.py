@@ -2,8 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
+
+Range = tuple[bytes, bytes]
+
+
+class ChangeSet(dict[bytes, bytes | None]):
+    """A batch's point writes (None deletes) plus its range deletes ``[start, stop)``.
+
+    A plain dict to everything that reads the point writes; ``ranges`` ride along to the
+    store's commit, which applies them before the point writes (the overlay drops a point
+    write a later range delete covers, so whatever point write remains came after it). One
+    range delete drops a whole generation of keys in one write instead of one per key.
+    """
+
+    __slots__ = ("ranges",)
+
+    def __init__(self, items: Mapping[bytes, bytes | None] | Iterable[tuple[bytes, bytes | None]]
+                 = (), ranges: Sequence[Range] = ()) -> None:
+        super().__init__(items)
+        self.ranges: list[Range] = list(ranges)
+
+
+def ranges_of(changes: Mapping[bytes, bytes | None]) -> Sequence[Range]:
+    """The range deletes a batch carries (none for a plain mapping)."""
+    return changes.ranges if isinstance(changes, ChangeSet) else ()
 
 
 @runtime_checkable
@@ -26,7 +50,8 @@ class ViewStore(View, Protocol):
     """A view that can take an atomic batch of changes (``None`` deletes the key)."""
 
     def commit(self, changes: Mapping[bytes, bytes | None]) -> None:
-        """Apply every change or none of them (one RocksDB WriteBatch)."""
+        """Apply every change or none of them (one RocksDB WriteBatch); the range deletes
+        of a ``ChangeSet`` first, then the point writes."""
         ...
 
     def close(self) -> None: ...

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from sortedcontainers import SortedDict
 
 from projections.memstore import check_changes
+from projections.store import ranges_of
 
 
 class TombstoneStore:
@@ -45,6 +46,13 @@ class TombstoneStore:
 
     def commit(self, changes: Mapping[bytes, bytes | None]) -> None:
         check_changes(changes)
+        for start, stop in ranges_of(changes):
+            # RocksDB keeps one range tombstone, and an iterator seeks past it; here every
+            # key in the range is kept dead and counted when stepped on (an upper bound).
+            for key in list(self._data.irange(start, stop, inclusive=(True, False))):
+                if self._data[key] is not None:
+                    self._data[key] = None
+                    self.dead += 1
         for key, value in changes.items():
             if value is None and key not in self._data:
                 continue

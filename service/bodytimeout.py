@@ -36,7 +36,7 @@ class BodyTimeout:
         if scope["type"] != "http" or self.seconds <= 0:
             await self.app(scope, receive, send)
             return
-        deadline = asyncio.get_running_loop().time() + self.seconds
+        deadline = _Deadline(self.seconds)
         complete = False
         started = False
 
@@ -44,14 +44,10 @@ class BodyTimeout:
             nonlocal complete
             if complete:
                 return await receive()
-            # asyncio.timeout, not wait_for: no extra task per receive on the hot path
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise _BodyTimedOut from None
+            message = await deadline.receive(receive)
             if message["type"] != "http.request" or not message.get("more_body", False):
                 complete = True
+                deadline.cancel()
             return message
 
         async def send_marked(message: Message) -> None:
@@ -70,3 +66,45 @@ class BodyTimeout:
                 f"The request body did not arrive within {self.seconds:g} seconds.",
                 {"Connection": "close"})
             await response(scope, receive, send)
+        finally:
+            deadline.cancel()
+
+
+class _Deadline:
+    """One timer for all the body reads of a request (``asyncio.timeout`` would arm and
+    disarm one per read): when it fires during a read, that read is cancelled and raises
+    ``_BodyTimedOut``. A read after it fired is cancelled if it has to wait (as a read in
+    ``asyncio.timeout_at`` with a past deadline)."""
+
+    __slots__ = ("_handle", "_reading", "expired")
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._reading: asyncio.Task[Any] | None = None
+        self._handle: asyncio.Handle | None = asyncio.get_running_loop().call_later(
+            seconds, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._handle = None
+        if self._reading is not None:
+            self._reading.cancel()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    async def receive(self, receive: Receive) -> Message:
+        if self.expired and self._handle is None:
+            self._handle = asyncio.get_running_loop().call_soon(self._expire)
+        task = asyncio.current_task()
+        self._reading = task
+        try:
+            return await receive()
+        except asyncio.CancelledError:
+            if self.expired and task is not None and task.uncancel() == 0:
+                raise _BodyTimedOut from None  # our cancel, nobody else's
+            raise
+        finally:
+            self._reading = None

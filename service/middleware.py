@@ -29,13 +29,16 @@ which Starlette exposes as ``request.state``.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette._utils import get_route_path  # the path routes match (root_path off)
+from starlette.convertors import StringConvertor
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
@@ -170,12 +173,13 @@ class RequestId:
         state(scope)["request_id"] = request_id
         token = request_id_var.set(request_id)
         started = False
+        header = (b"x-openstack-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                MutableHeaders(scope=message).append("x-openstack-request-id", request_id)
+                message["headers"] = [*message.get("headers", ()), header]  # a list of its own
             await send(message)
 
         try:
@@ -198,27 +202,57 @@ class Routing:
     def __init__(self, app: ASGIApp, *, routes: Sequence[BaseRoute], **options: Any) -> None:
         self.app = app
         self.routes = routes
+        self.candidates = RoutesBySlashes(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        found = _match(self.routes, scope)
+        found = _match(self.candidates.of(get_route_path(scope)), scope)
         if found is None:
             await route_not_found()(scope, receive, send)
             return
         template, resource, params, matched = found
         state(scope)["route"] = template
         if scope["method"] == "OPTIONS":
-            allow = ", ".join(resource.allowed)
-            await Response(status_code=200, headers={"Allow": allow})(scope, receive, send)
+            await Response(status_code=200, headers={"Allow": resource.allow_header})(
+                scope, receive, send)
             return
         st = state(scope)
-        st["allowed"] = resource.allowed
+        st["allowed"] = resource.allowed_methods
         st["path_params"] = params
         st["api"] = resource.api  # the version's pipeline rules (None: v2's)
         st[MATCHED] = matched  # PrematchedRouter handles it without matching again
         await self.app(scope, receive, send)
+
+
+class RoutesBySlashes:
+    """The routes that can match a path, by its number of ``/`` and its first two segments:
+    a ``{param}`` matches no ``/``, so ``/v2/queues/{queue_name}/messages`` only ever matches
+    paths with four ``/`` that start ``/v2/queues/``. Routes this cannot tell about (other
+    convertors, a parameter in the first two segments, mounts) are candidates for every
+    path; each list keeps the routes' order, so the first match is the one a scan of all
+    routes finds."""
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        known = {id(r): _key(r.path) for r in routes if isinstance(r, Route) and _indexable(r)}
+        self._any = [r for r in routes if id(r) not in known]
+        self._by_key = {key: [r for r in routes if known.get(id(r), key) == key]
+                        for key in set(known.values())}
+
+    def of(self, path: str) -> Sequence[BaseRoute]:
+        # a pattern's ``$`` also matches before one final newline: the key ignores it
+        return self._by_key.get(_key(path[:-1] if path.endswith("\n") else path), self._any)
+
+
+def _key(path: str) -> tuple[int, tuple[str, ...]]:
+    return path.count("/"), tuple(path.split("/", 3)[1:3])
+
+
+def _indexable(route: Route) -> bool:
+    return (type(route) is Route
+            and all(type(c) is StringConvertor for c in route.param_convertors.values())
+            and "{" not in "/".join(route.path.split("/", 3)[1:3]))
 
 
 def _match(routes: Sequence[BaseRoute], scope: Scope
@@ -438,10 +472,10 @@ class ClientId(_Check):
             return error_response(400, "Missing header value",
                                   'The "Client-Id" header is required.')
         if self.mode == "strict" or optional:
-            try:
-                client_id = str(uuid.UUID(raw))
-            except ValueError:
+            canonical = canonical_uuid(raw)
+            if canonical is None:
                 return error_response(400, "Wrong UUID value", "Malformed hexadecimal UUID.")
+            client_id = canonical
         else:
             if not self.min_length <= len(raw) <= self.max_length:
                 return error_response(
@@ -449,6 +483,16 @@ class ClientId(_Check):
                          f"greater than {self.max_length}.")
             client_id = raw
         state(scope)["client_id"] = client_id
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical_uuid(raw: str) -> str | None:
+    """The canonical text of a UUID in any spelling ``uuid.UUID`` reads, None if it is not
+    one. Cached: a client sends the same Client-ID on every request (bounded, LRU)."""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
         return None
 
 

@@ -31,12 +31,24 @@ class Resource:
     def __init__(self, api: ApiVersion | None = None, **handlers: Handler) -> None:
         self.api = api
         self.handlers = {method.upper(): handler for method, handler in handlers.items()}
+        order = {m: i for i, m in enumerate(METHOD_ORDER)}
+        self._allowed = (*sorted(self.handlers, key=lambda m: order.get(m, 99)), "OPTIONS")
+        self._allow = ", ".join(self._allowed)
 
     @property
     def allowed(self) -> list[str]:
-        """Methods in a stable order, plus OPTIONS (what ``Allow`` lists)."""
-        order = {m: i for i, m in enumerate(METHOD_ORDER)}
-        return [*sorted(self.handlers, key=lambda m: order.get(m, 99)), "OPTIONS"]
+        """Methods in a stable order, plus OPTIONS (what ``Allow`` lists); a new list each
+        time, from the tuple worked out once."""
+        return list(self._allowed)
+
+    @property
+    def allowed_methods(self) -> tuple[str, ...]:
+        """``allowed`` without the copy, for the routing middleware's per-request check."""
+        return self._allowed
+
+    @property
+    def allow_header(self) -> str:
+        return self._allow
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.handlers.get(scope["method"])
@@ -51,7 +63,7 @@ def route(path: str, api: ApiVersion | None = None, **handlers: Handler) -> Rout
     return Route(path, Resource(api, **handlers))
 
 
-def method_not_allowed(allowed: list[str]) -> Response:
+def method_not_allowed(allowed: Sequence[str]) -> Response:
     return error_response(405, "405 Method Not Allowed", None, {"Allow": ", ".join(allowed)})
 
 

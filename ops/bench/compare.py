@@ -77,10 +77,10 @@ def _wait_http(url: str, timeout: float = 60) -> None:
 
 
 def _wrk(url: str, path: str, seconds: float, connections: int, script: str | None,
-         queue: str) -> tuple[float, float, float, str]:
+         queue: str, threads: int = 1) -> tuple[float, float, float, str]:
     """(requests/s, p50 ms, p99 ms, wrk's output) of one wrk run."""
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency",
-           "-H", f"Client-ID: {CLIENT_ID}", "-H", "X-Project-ID: marconi-bench"]
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
+           "--latency", "-H", f"Client-ID: {CLIENT_ID}", "-H", "X-Project-ID: marconi-bench"]
     if script:
         cmd += ["-s", script]
     out = subprocess.run([*cmd, url + path], capture_output=True, text=True,
@@ -95,6 +95,17 @@ def _wrk(url: str, path: str, seconds: float, connections: int, script: str | No
         return float(m.group(1)) * scale
 
     return rate, pct("50"), pct("99"), out
+
+
+CLAIM_COUNTS = ("claimed", "deleted", "claims", "deletes", "failed", "overlaps")
+
+
+def claim_counts(out: str) -> dict[str, int]:
+    """What the claim+delete script counted from the answers (``wrk_scripts.CLAIM_DELETE``):
+    messages claimed (in 201 bodies), deleted (DELETEs answered 204), requests of each kind,
+    non-2xx answers; all 0 when wrk printed none (it failed)."""
+    m = re.search(" ".join(rf"{name} (\d+)" for name in CLAIM_COUNTS), out)
+    return {name: int(m.group(i + 1)) if m else 0 for i, name in enumerate(CLAIM_COUNTS)}
 
 
 def measure(url: str, pid: int, seconds: float, *, load: bool = True) -> dict[str, float]:
@@ -126,10 +137,14 @@ def measure(url: str, pid: int, seconds: float, *, load: bool = True) -> dict[st
         return int(rate * seconds)
 
     def claim_delete() -> int:
-        rate, _, p99, out = _wrk(url, "", seconds, 16, str(scripts / "claim.lua"), queue)
-        m = re.search(r"claimed (\d+) deleted (\d+) claims (\d+)", out)
-        claimed, deleted = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-        figures.update({"wrk claim+delete msg/s": min(claimed, deleted) / seconds,
+        # one connection per thread: the script can tell which request each answer is for
+        rate, _, p99, out = _wrk(url, "", seconds, 16, str(scripts / "claim.lua"), queue,
+                                 threads=16)
+        counts = claim_counts(out)
+        figures.update({"wrk claim+delete msg/s": counts["deleted"] / seconds,
+                        "wrk claimed msg/s": counts["claimed"] / seconds,
+                        "wrk claim+delete failed": counts["failed"],
+                        "wrk claim+delete overlaps": counts["overlaps"],
                         "wrk claim+delete req/s": rate, "wrk claim+delete p99 ms": p99})
         return int(rate * seconds)
 

@@ -2,8 +2,12 @@
 
 * ``post(n)``: POST ``n`` small messages per request.
 * ``CLAIM_DELETE``: a consumer loop — claim up to 10 messages, then delete each one with its
-  claim id (deletes go first, so the figure is messages claimed *and* deleted). ``done``
-  prints the claimed and deleted counts, which wrk itself does not know.
+  claim id (deletes go first). ``done`` prints what wrk itself does not know, from the
+  answers: messages *claimed* (hrefs in 201 claim bodies) and *deleted* (DELETEs answered
+  204), requests sent of each kind, non-2xx answers (``failed``). wrk does not say which
+  request a response answers, so each thread tracks the one request its connection has in
+  flight: run it with one connection per thread (``-t N -cN``); ``overlaps`` counts the
+  times a thread had two in flight (then the counts are not to be trusted).
 """
 
 from __future__ import annotations
@@ -32,40 +36,70 @@ wrk.body = '{body}'
 CLAIM_DELETE = _HEADERS + """
 local threads = {}
 local pending = {}
+local inflight = nil  -- what this thread's one connection waits for: "claim" or a path
 -- globals: done() runs in another Lua state and reads them through thread:get
-claimed, deleted, claims = 0, 0, 0
+claimed, deleted, claims, deletes, failed, overlaps = 0, 0, 0, 0, 0, 0
 
 function setup(thread)
   threads[#threads + 1] = thread
 end
 local claim_body = '{"ttl": 300, "grace": 60}'
 
+local calls, answers = 0, 0
+
 function request()
+  calls = calls + 1
+  if inflight ~= nil then
+    if calls == 2 and answers == 0 then
+      claims = claims - 1  -- the first call was wrk's own check of the script: never sent
+    else
+      overlaps = overlaps + 1  -- two requests in flight: run one connection per thread
+    end
+  end
   local n = #pending
   if n > 0 then
     local path = pending[n]
     pending[n] = nil
-    deleted = deleted + 1
+    inflight = path
+    deletes = deletes + 1
     return wrk.format("DELETE", path, headers, nil)
   end
+  inflight = "claim"
   claims = claims + 1
   return wrk.format("POST", base .. "/claims?limit=10", headers, claim_body)
 end
 
 function response(status, hdrs, body)
-  if status == 201 and body then
-    for href in string.gmatch(body, '"href"%s*:%s*"([^"]+claim_id=[^"]+)"') do
-      pending[#pending + 1] = href
-      claimed = claimed + 1
+  answers = answers + 1
+  local answered = inflight
+  inflight = nil
+  if answered == "claim" then
+    if status == 201 and body then
+      for href in string.gmatch(body, '"href"%s*:%s*"([^"]+claim_id=[^"]+)"') do
+        pending[#pending + 1] = href
+        claimed = claimed + 1
+      end
+    elseif status ~= 204 then
+      failed = failed + 1
+    end
+  elseif answered ~= nil then
+    if status == 204 then
+      deleted = deleted + 1
+    else
+      failed = failed + 1
     end
   end
 end
 
 function done(summary, latency, requests)
-  local c, d, n = 0, 0, 0
-  for _, t in ipairs(threads) do
-    c, d, n = c + t:get("claimed"), d + t:get("deleted"), n + t:get("claims")
+  local t = {claimed = 0, deleted = 0, claims = 0, deletes = 0, failed = 0, overlaps = 0}
+  for _, thread in ipairs(threads) do
+    for name, value in pairs(t) do
+      t[name] = value + thread:get(name)
+    end
   end
-  io.write(string.format("claimed %d deleted %d claims %d\\n", c, d, n))
+  io.write(string.format(
+    "claimed %d deleted %d claims %d deletes %d failed %d overlaps %d\\n",
+    t.claimed, t.deleted, t.claims, t.deletes, t.failed, t.overlaps))
 end
 """

@@ -58,6 +58,15 @@ below, advanced when the head goes, so listings and oldest start past consumed t
 and per block of 1,024 seqs a time none of its messages lives until, so the oldest and newest
 lookups skip blocks that have expired whole but are not swept."""
 
+OUTCOME_GENERATIONS = 7
+"""Outcomes by generation (issue 10): a command's outcome is kept under the generation of its
+log time (``OUTCOME_GENERATION_MS``, the outcome window), with no expiry index entry; once a
+generation is two old it goes in one range delete. A record no longer pays a delete per
+outcome it prunes (two tombstones committed per record once a history spans the window). A
+retry is looked up in this generation and the one before, so de-duplication still covers at
+least the window (at most two). The outcomes stored before the switch are still looked up for
+one window, then dropped in one range delete with their expiry index."""
+
 VERSIONS: dict[int, str] = {
     ORIGINAL: "first release",
     BOUNDED: "bounded work: cursors, sliced purge/GC/expiry, delayed index, free is free",
@@ -65,6 +74,7 @@ VERSIONS: dict[int, str] = {
     PRUNE_SLACK: "outcome pruning in slices, 30 s of slack past the window",
     FANOUT: "fan-out entries expanded by FanOut slices; a cap on subscriptions per queue",
     LIVE_STATS: "per-queue counters by expiry time for stats; a live head for listings",
+    OUTCOME_GENERATIONS: "outcomes by generation, a generation pruned in one range delete",
 }
 LATEST = max(VERSIONS)
 

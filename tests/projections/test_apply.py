@@ -431,7 +431,10 @@ def test_batches_see_themselves() -> None:
     batched = MemoryStore()
     tx = Overlay(batched)
     for offset, record in enumerate(h.records):
-        for key, value in apply_record(tx, P, offset, record).items():
+        changes = apply_record(tx, P, offset, record)
+        for lo, hi in changes.ranges:  # the range deletes first
+            tx.delete_range(lo, hi)
+        for key, value in changes.items():
             if value is None:
                 tx.delete(key)
             else:

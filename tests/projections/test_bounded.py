@@ -388,19 +388,21 @@ def test_a_rebuild_batch_of_a_long_history_does_no_more_work_than_of_a_short_one
     short_written, short_reads = _fold_counting(_mixed_history(6000, 2), 2000, monkeypatch)
     long_written, long_reads = _fold_counting(_mixed_history(6000, 2880), 2000, monkeypatch)
     assert long_reads <= 1.1 * short_reads, (short_reads, long_reads)
-    assert long_written <= short_written, (short_written, long_written)
+    # rules 6: + the expiry-time counts expired claims and messages leave (4.48 vs 4.37)
+    assert long_written <= short_written + 0.2, (short_written, long_written)
 
 
 def test_applied_in_small_batches_a_long_history_writes_a_bounded_number_more_keys(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """In live-sized batches (50) what the long history adds per record is its deletes: two
-    for the outcome it prunes, and the expired claim's (about one per record in this mix),
-    and since rules 6 the expiry-time counts an expired claim or message leaves (2.34 more
-    keys a record under rules 5, 3.19 under rules 6). Counted so that a change writing more
+    """In live-sized batches (50) what the long history adds per record is the expired
+    claims' deletes (under rules 7 the outcomes it outlives go a generation at a time in one
+    range delete; before, two deletes per record). Counted so that a change writing more
     per record shows here."""
     short_written, short_reads = _fold_counting(_mixed_history(6000, 2), 50, monkeypatch)
     long_written, long_reads = _fold_counting(_mixed_history(6000, 2880), 50, monkeypatch)
-    assert long_written <= short_written + 3.4, (short_written, long_written)
+    # rules 6: + the expiry-time counts (rules/buckets.py) an expired claim or message
+    # leaves, three levels each (measured: 0.6 under rules 7 alone, 1.34 with rules 6)
+    assert long_written <= short_written + 1.5, (short_written, long_written)
     assert long_reads <= 1.1 * short_reads, (short_reads, long_reads)
 
 
@@ -426,3 +428,23 @@ def test_an_emptied_queue_lists_and_counts_without_stepping_on_its_tombstones() 
                              client_id="c", echo=True, include_claimed=True,
                              include_delayed=True)
     assert len(page.messages) == 1
+
+
+def test_stats_during_a_mass_expiry_steps_over_a_bounded_number_of_entries() -> None:
+    """5,000 messages expire, 10 live ones stay, no Sweep has run yet: stats (on the event
+    loop, every partition's reads wait behind it) steps over at most ``STATS_CAP`` of the
+    expired for its count and for each end, not over all of them (99k: ~0.8 s)."""
+    f = Fold()
+    for _ in range(50):
+        f.post("q", n=100, ttl=60)
+    f.post("q", n=10, ttl=3600)
+    f.now += 120_000
+    before = f.store.stepped
+    stats = queries.stats(f.store, P, "p", "q", f.now)
+    stepped = f.store.stepped - before
+    assert stepped <= 3 * queries.STATS_CAP + 20, stepped
+    assert stats["total"] >= 10 and stats["claimed"] == 0  # the live ones, and more for now
+    for _ in range(10):
+        f.sweep()  # the owner catches up: exact again
+    assert queries.stats(f.store, P, "p", "q", f.now)["total"] == 10
+    assert "oldest" in queries.stats(f.store, P, "p", "q", f.now)

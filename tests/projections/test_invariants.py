@@ -87,7 +87,10 @@ def test_invariants_hold_over_10k_random_commands(rules: int) -> None:
     for start in range(0, len(records), 997):
         tx = Overlay(rebuilt)
         for offset in range(start, min(start + 997, len(records))):
-            for key, value in apply_record(tx, P, offset, records[offset]).items():
+            changes = apply_record(tx, P, offset, records[offset])
+            for lo, hi in changes.ranges:  # the range deletes first
+                tx.delete_range(lo, hi)
+            for key, value in changes.items():
                 if value is None:
                     tx.delete(key)
                 else:

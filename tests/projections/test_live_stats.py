@@ -160,16 +160,19 @@ def test_stats_during_a_50k_expiry_backlog_count_without_stepping_on_it(rules: i
     live = b.post(10)
     b.now += 1_000
     counts, work = b.stepped(lambda view: _counted_only(view, b.now))
-    assert counts == {"claimed": 0, "total": 10}
     stats, whole = b.stepped(lambda view: _stats(view, b.now))
-    assert stats["oldest"].id == live[0] and stats["newest"].id == live[-1]
-    assert stats["total"] == 10
     if rules >= versions.LIVE_STATS:
+        assert counts == {"claimed": 0, "total": 10}
+        assert stats["oldest"].id == live[0] and stats["newest"].id == live[-1]
+        assert stats["total"] == 10
         assert work <= 600, work
         # + a block bound per 1,024 expired seqs, and the expired sharing the live one's block
         assert whole <= work + 50_000 // 1024 + 2 * 1024, whole
     else:
-        assert work >= 50_000 and whole >= 100_000, (work, whole)
+        # Before: the scans stop at STATS_CAP, so the answer is wrong during the backlog
+        # (and without the cap they stepped on all 50,000, twice with the oldest lookup).
+        assert counts["total"] > 10 and "oldest" not in stats, (counts, stats)
+        assert work >= queries.STATS_CAP, work
 
 
 def _counted_only(view: View, now: int) -> dict[str, int]:
@@ -193,7 +196,8 @@ def _check(view: View, now: int) -> None:
         msgs = K.scope(P, K.MSG, project, name, q["inc"])
         for at in (now, now + 30_000, now + 130_000, now + 400_000):
             assert (queries._counted(view, P, project, name, q, meta, at)
-                    == queries._scanned(view, P, project, name, q, meta, at)), (project, name)
+                    == queries._scanned(view, P, project, name, q, meta, at, cap=None)), (
+                project, name)
             assert queries._ends(view, P, project, name, q, at) == tuple(
                 queries._first_visible(view, msgs, msgs, K.prefix_end(msgs), at, reverse=r)
                 for r in (False, True)), (project, name, at)

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from projections.memstore import MemoryStore
 from projections.overlay import Overlay
 from projections.rocksstore import RocksStore, StoreClosedError, StoreLockedError
-from projections.store import View, ViewStore
+from projections.store import ChangeSet, View, ViewStore, ranges_of
+from projections.tombstones import TombstoneStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,12 +74,17 @@ class OverlayStore:
 
     def commit(self, changes: Mapping[bytes, bytes | None]) -> None:
         child = Overlay(self.view)
+        for start, stop in ranges_of(changes):  # a batch's range deletes come first
+            child.delete_range(start, stop)
         for key, value in changes.items():
             if value is None:
                 child.delete(key)
             else:
                 child.put(key, value)  # type: ignore[arg-type]  # bad types raise here
-        for key, value in child.changes.items():
+        moved = child.changes
+        for start, stop in moved.ranges:
+            self.view.delete_range(start, stop)
+        for key, value in moved.items():
             if value is None:
                 self.view.delete(key)
             else:
@@ -168,6 +174,38 @@ def test_empty_commit_changes_nothing(store: ViewStore) -> None:
     model = fill(store, [b"a", b"b"])
     store.commit({})
     assert list(store.scan(b"", b"\xff")) == expected(model, b"", b"\xff")
+
+
+@pytest.mark.parametrize("start, stop", [(b"a", b"b"), (b"", b"a"), (b"a\x00", b"\xff"),
+                                         (b"\xff", TOP), (b"", TOP)])
+def test_range_delete_drops_exactly_the_range(store: ViewStore, start: bytes,
+                                              stop: bytes) -> None:
+    model = fill(store, EDGE_KEYS)
+    store.commit(ChangeSet(ranges=[(start, stop)]))
+    left = {k: v for k, v in model.items() if not start <= k < stop}
+    assert list(store.scan(b"", TOP)) == expected(left, b"", TOP)
+    assert list(store.scan(b"", TOP, reverse=True)) == expected(left, b"", TOP, reverse=True)
+    assert sorted(k for k in EDGE_KEYS if store.get(k) is not None) == sorted(left)
+
+
+def test_range_delete_comes_before_the_point_writes_of_its_batch(store: ViewStore) -> None:
+    fill(store, [b"a", b"a\x00", b"ab", b"b"])
+    store.commit(ChangeSet({b"a\x00": b"new", b"b": None, b"c": b"3"}, [(b"a", b"b\x00")]))
+    assert list(store.scan(b"", TOP)) == [(b"a\x00", b"new"), (b"c", b"3")]
+    assert store.get(b"a") is None and store.get(b"a\x00") == b"new"
+
+
+def test_empty_and_inverted_range_deletes_change_nothing(store: ViewStore) -> None:
+    model = fill(store, [b"a", b"b"])
+    store.commit(ChangeSet(ranges=[(b"b", b"a"), (b"a", b"a")]))
+    assert list(store.scan(b"", TOP)) == expected(model, b"", TOP)
+
+
+def test_a_bad_range_bound_rejects_the_whole_batch(store: ViewStore) -> None:
+    model = fill(store, [b"a", b"b"])
+    with pytest.raises(TypeError):
+        store.commit(ChangeSet({b"c": b"3"}, [(b"a", "b")]))  # type: ignore[list-item]
+    assert list(store.scan(b"", TOP)) == expected(model, b"", TOP)
 
 
 def test_large_value_round_trips(store: ViewStore) -> None:
@@ -353,6 +391,62 @@ def test_overlay_commit_and_clear(base: ViewStore) -> None:
     overlay.clear()
     assert overlay.changes == {}
     assert list(overlay.scan(b"", b"\xff")) == before == list(base.scan(b"", b"\xff"))
+
+
+def test_overlay_range_delete_hides_base_keys_and_keeps_later_writes(base: ViewStore) -> None:
+    fill(base, [b"a", b"b", b"b1", b"b2", b"c"])
+    overlay = Overlay(base)
+    overlay.put(b"b3", b"before")  # written before the range delete: gone with it
+    overlay.put(b"c1", b"outside")
+    overlay.delete_range(b"b", b"c")
+    overlay.put(b"b2", b"after")  # written after it: kept
+    assert both(overlay) == ([b"a", b"b2", b"c", b"c1"], [b"c1", b"c", b"b2", b"a"])
+    assert overlay.get(b"b") is None and overlay.get(b"b3") is None
+    assert overlay.get(b"b2") == b"after"
+    assert overlay.ranges == [(b"b", b"c")]
+    view = list(overlay.scan(b"", b"\xff"))
+    base.commit(overlay.changes)
+    assert list(base.scan(b"", b"\xff")) == view
+
+
+def test_overlay_range_delete_is_undone_by_a_rollback(base: ViewStore) -> None:
+    fill(base, [b"a", b"b", b"c"])
+    overlay = Overlay(base)
+    overlay.put(b"b1", b"kept")
+    overlay.savepoint()
+    overlay.delete_range(b"b", b"c")
+    overlay.put(b"b2", b"gone")
+    overlay.rollback()
+    assert both(overlay)[0] == [b"a", b"b", b"b1", b"c"]
+    assert overlay.ranges == [] and overlay.changes == {b"b1": b"kept"}
+
+
+def test_overlay_range_delete_during_its_own_scan(base: ViewStore) -> None:
+    fill(base, [b"a", b"b", b"c", b"d"])
+    overlay = Overlay(base)
+    scan = overlay.scan(b"", b"\xff")
+    assert next(scan)[0] == b"a"
+    overlay.delete_range(b"b", b"d")  # ahead of the scan: not seen
+    assert [k for k, _ in scan] == [b"d"]
+
+
+def test_stacked_overlays_carry_range_deletes(base: ViewStore) -> None:
+    fill(base, [b"a", b"b", b"c"])
+    parent = Overlay(base)
+    parent.put(b"b1", b"p")
+    child = Overlay(parent)
+    child.delete_range(b"b", b"c")
+    assert both(child)[0] == [b"a", b"c"]
+    assert both(parent)[0] == [b"a", b"b", b"b1", b"c"]
+    assert child.changes.ranges == [(b"b", b"c")]
+
+
+def test_tombstone_store_counts_range_deleted_keys_as_dead() -> None:
+    store = TombstoneStore()
+    store.commit({b"a": b"1", b"b": b"2", b"c": b"3"})
+    store.commit(ChangeSet(ranges=[(b"a", b"c")]))
+    assert list(store.scan(b"", TOP)) == [(b"c", b"3")]
+    assert store.dead == 2 and store.stepped == 3
 
 
 def test_overlay_changes_is_a_copy(base: ViewStore) -> None:
