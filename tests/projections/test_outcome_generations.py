@@ -71,12 +71,16 @@ def test_under_rules_7_the_same_history_differs_and_live_equals_rebuilt() -> Non
     assert digest(live) not in DIGESTS_BEFORE_RULES_7.values()
 
 
-@pytest.mark.parametrize("rules", [versions.FANOUT, versions.OUTCOME_GENERATIONS])
+@pytest.mark.parametrize("rules", [versions.FANOUT, versions.LIVE_STATS,
+                                   versions.OUTCOME_GENERATIONS])
 def test_keys_committed_per_record_stay_flat_once_a_history_spans_the_window(
         rules: int) -> None:
     """The same 3,000 commands 2 ms apart (nothing pruned) and 2.88 s apart (bench history's
     24 h: 17 windows). Before rules 7 the long one commits 2 deletes more per record (the
-    outcome and its expiry entry); from rules 7 a generation goes in one range delete."""
+    outcome and its expiry entry); from rules 7 a generation goes in one range delete. What
+    the long one still commits more is the expired claims' deletes (~0.4 a record) and, from
+    rules 6, the expiry-time counts each expiry updates (~0.9): so rules 6 shows the two
+    outcome deletes on top of those (3.2), and rules 7 without them (1.3)."""
     short, long = Committed(), Committed()
     fold(history(rules, spacing_ms=2), 50, short)
     fold(history(rules, spacing_ms=2880), 50, long)
@@ -86,7 +90,7 @@ def test_keys_committed_per_record_stay_flat_once_a_history_spans_the_window(
         assert extra >= 2.0, extra  # what this rules version fixes, seen by the same count
         assert long.ranges == 0
     else:
-        assert extra <= 0.6, extra  # the expired claims' deletes, about
+        assert extra <= 1.45, extra  # the expired claims' deletes and the expiry counts
         windows = 3000 * 2880 // OUTCOME_GENERATION_MS
         assert 1 <= long.ranges <= windows + 1  # once a generation, plus the old keys once
         outcome_kinds = (K.OUTCOME, K.OUTEXP, K.OUTGEN)
