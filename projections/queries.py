@@ -249,8 +249,13 @@ def subscription_view(sub: dict[str, Any], source: str, now: int) -> dict[str, A
 
 
 def outcome(view: View, partition: int, command_id: str) -> dict[str, Any] | None:
-    raw = view.get(K.outcome(partition, command_id))
+    raw = outcome_raw(view, partition, command_id)
     return None if raw is None else _loads(raw)
+
+
+def outcome_raw(view: View, partition: int, command_id: str) -> bytes | None:
+    """The outcome as apply stored it (JSON): what the core of ``--workers N`` relays."""
+    return view.get(K.outcome(partition, command_id))
 
 
 def partition_state(view: View, partition: int) -> dict[str, Any]:
