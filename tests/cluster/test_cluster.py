@@ -459,6 +459,14 @@ def test_a_failover_resumes_the_dead_owners_deliveries(cluster: LocalCluster) ->
             time.sleep(0.1)
         assert seen() == set(range(n)), "b never tried every message"
         assert seen(200) == set()
+        # b appends its delivery reports every 0.25 s: wait until its failed attempts are in
+        # the log, so the count after the failover says what the log kept, not what b sent
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = httpx.get(f"{a.url}/v2/queues/{q}/subscriptions/{sub_id}", headers=h)
+            if got.status_code == 200 and got.json()["delivery"]["failed"] >= n:
+                break
+            time.sleep(0.1)
         cluster.kill("b")
         up.set()
         failed_before = len(receiver.snapshot())
