@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 
@@ -12,6 +13,7 @@ def partition_key(project: str, queue: str) -> bytes:
     return len(p).to_bytes(4, "big") + p + len(q).to_bytes(4, "big") + q
 
 
+@functools.lru_cache(maxsize=4096)  # a request asks up to three times: front, core, log
 def partition_for(project: str, queue: str, partitions: int) -> int:
     """Partition of a queue: blake2b of its key, modulo the partition count.
 

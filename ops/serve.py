@@ -37,7 +37,7 @@ from starlette.applications import Starlette
 
 from log import Log, LogError
 from log.filelog import FileLog
-from ops import admin, hypercorn_tuning, memory
+from ops import admin, gcpause, hypercorn_tuning, memory
 from ops.admin import log_dir, snapshot_dir, store_dir
 from ops.core import CoreServer
 from ops.historyproc import ProcessHistory
@@ -347,6 +347,7 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
     trimmer: asyncio.Task[None] | None = None
     try:
         app = await node.start()
+        gcpause.settle()  # the startup heap is never garbage: no full collection walks it
         watcher = loop.create_task(node.watch(), name="control")
         url = f"http://{settings.host}:{settings.port}"
         logger.info("serving Zaqar v2 on %s (data %s, %d partitions)", url, data,

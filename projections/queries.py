@@ -329,12 +329,16 @@ def subscription_view(sub: dict[str, Any], source: str, now: int) -> dict[str, A
 
 def outcome(view: View, partition: int, command_id: str) -> dict[str, Any] | None:
     """The stored outcome of a command applied in the last outcome window (or None)."""
+    raw = outcome_raw(view, partition, command_id)
+    return None if raw is None else _loads(raw)
+
+
+def outcome_raw(view: View, partition: int, command_id: str) -> bytes | None:
+    """The outcome as apply stored it (JSON): what the core of ``--workers N`` relays."""
     meta = read_meta(view, partition)
     if "og" in meta:  # rules >= 7: by generation (``rules.outcomes``)
-        raw = outcomes.find(view, partition, meta, meta["time"], command_id)
-    else:
-        raw = view.get(K.outcome(partition, command_id))
-    return None if raw is None else _loads(raw)
+        return outcomes.find(view, partition, meta, meta["time"], command_id)
+    return view.get(K.outcome(partition, command_id))
 
 
 def partition_state(view: View, partition: int) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+import orjson
+
 from log import Log, LogError, LogHealth, RecordTooLargeError, partition_for
 from projections import queries
 from projections.commands import (
@@ -57,6 +59,7 @@ OPERATION_FAILED: dict[type[Command], str] = {
     DeleteSubscription: "Subscription could not be deleted.",
 }
 READ_FAILED = "The resource could not be read."
+RECOVERED = -1  # ``_commit``: the append timed out, the barrier found it applied
 
 
 def _abandoned() -> bool:
@@ -106,9 +109,23 @@ class LocalGateway:
 
     async def execute(self, cmd: Command) -> Outcome:
         partition = self.partition_of(cmd.project, cmd.queue)
-        failed = OPERATION_FAILED.get(type(cmd), "The command could not be completed.")
+        offset = await self._commit(partition, type(cmd), cmd.id, encode(cmd))
+        return orjson.loads(self._outcome_raw(partition, type(cmd), cmd.id, offset))
+
+    async def execute_record(self, partition: int, kind: type[Command], command_id: str,
+                             record: bytes) -> bytes:
+        """``execute`` for a command already encoded and stamped (the core of ``--workers
+        N``): answers the outcome as apply stored it (JSON bytes), so the core builds no
+        command object and re-encodes no outcome on the way to the front."""
+        offset = await self._commit(partition, kind, command_id, record)
+        return self._outcome_raw(partition, kind, command_id, offset)
+
+    async def _commit(self, partition: int, kind: type[Command], command_id: str,
+                      record: bytes) -> int:
+        """Append ``record`` and wait until it is applied; its offset (``RECOVERED`` when an
+        ambiguous append was found applied by the barrier instead)."""
+        failed = OPERATION_FAILED.get(kind, "The command could not be completed.")
         await self._ready(partition, failed)
-        record = encode(cmd)
         try:
             # Shielded: a timeout must not cancel the log's shared commit round. (A timeout
             # scope, not ``wait_for``: no second future and waiter per command.)
@@ -117,7 +134,7 @@ class LocalGateway:
         except RecordTooLargeError:
             raise bad_request("The request is too large to be stored.") from None
         except TimeoutError:
-            return await self._recover(partition, cmd, failed)
+            return await self._recover(partition, failed)
         except LogError as exc:
             logger.error("partition %d: append failed: %r", partition, exc)
             raise Unavailable(failed) from exc
@@ -131,27 +148,29 @@ class LocalGateway:
             if _abandoned():
                 raise Unavailable(failed) from None
             raise
-        return self._outcome(partition, cmd, offset)
+        return offset
 
-    async def _recover(self, partition: int, cmd: Command, failed: str) -> Outcome:
-        """After an ambiguous append, look the outcome up before answering 503 (§7)."""
+    async def _recover(self, partition: int, failed: str) -> int:
+        """After an ambiguous append, wait until the log is applied before looking the
+        outcome up (§7); an outcome missing then answers 503, not 500."""
         try:
             await self._runner.barrier(partition, self._timeout)
         except (TimeoutError, RuntimeError, LogError):
             raise Unavailable(failed) from None
-        outcome = queries.outcome(self._store, partition, cmd.id)
-        if outcome is None:
-            raise Unavailable(failed)
-        return outcome
+        return RECOVERED
 
-    def _outcome(self, partition: int, cmd: Command, offset: int) -> Outcome:
-        outcome = queries.outcome(self._store, partition, cmd.id)
-        if outcome is None:  # apply quarantined the record: a bug, not the client's fault
-            logger.error("partition %d offset %d: %s %s left no outcome (quarantined?)",
-                         partition, offset, cmd.TAG, cmd.id)
-            raise HTTPError(500, "Internal server error",
-                            f"The command could not be applied (offset {offset}).")
-        return outcome
+    def _outcome_raw(self, partition: int, kind: type[Command], command_id: str,
+                     offset: int) -> bytes:
+        raw = queries.outcome_raw(self._store, partition, command_id)
+        if raw is not None:
+            return raw
+        if offset == RECOVERED:
+            raise Unavailable(OPERATION_FAILED.get(kind, "The command could not be completed."))
+        # apply quarantined the record: a bug, not the client's fault
+        logger.error("partition %d offset %d: %s %s left no outcome (quarantined?)",
+                     partition, offset, kind.TAG, command_id)
+        raise HTTPError(500, "Internal server error",
+                        f"The command could not be applied (offset {offset}).")
 
     async def _barrier(self, partition: int) -> None:
         await self._ready(partition, READ_FAILED)

@@ -282,3 +282,14 @@ async def test_the_owner_switches_to_the_latest_rules_once(tmp_path: Path) -> No
                                                 time_ms=decode(record.value).time_ms,
                                                 version=versions.LATEST)
         store.close()
+
+
+def test_changed_kinds_names_each_kind_a_batch_touches() -> None:
+    from projections import keys as K
+    from projections.runner import changed_kinds
+
+    changes: dict[bytes, bytes | None] = {
+        K.meta(3): b"m", K.kind_prefix(3, K.OUTBOX) + b"\x00" * 8: None,
+        K.kind_prefix(3, K.MSG) + b"x": b"1", K.kind_prefix(3, K.MSG) + b"y": b"2"}
+    assert changed_kinds(changes) == {K.META, K.OUTBOX, K.MSG}
+    assert changed_kinds({}) == set()

@@ -197,3 +197,47 @@ async def test_one_scrape_of_a_front_shows_every_process(tmp_path: Path) -> None
         link.close()
     await server.stop()
     await close(core)
+
+
+async def test_the_front_encodes_a_command_once_and_the_core_only_stamps_it(
+        split: Split, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One encode per command (the front's): the core stamps the record as it came, without
+    building the command and encoding it again, and relays apply's outcome bytes."""
+    from projections import commands, queries
+
+    encodes = 0
+    plain = commands._plain
+
+    def counting(cmd: commands.Command) -> dict:
+        nonlocal encodes
+        encodes += 1
+        return plain(cmd)
+
+    monkeypatch.setattr(commands, "_plain", counting)
+    before = {p: len(await split.core.log.read(p, 0, 1000)) for p in range(PARTITIONS)}
+    r = await split.front.post("/v2/queues/q/messages", json={"messages": [{"body": 7}]})
+    assert r.status_code == 201, r.text
+    assert encodes == 1
+    (record,) = [rec for p in range(PARTITIONS)
+                 for rec in (await split.core.log.read(p, 0, 1000))[before[p]:]]
+    cmd = decode(record.value)
+    assert record.value == commands.encode(cmd)  # same bytes a full re-encode would give
+    p = split.core.gateway.partition_of(PROJECT, "q")
+    raw = queries.outcome_raw(split.core.store, p, cmd.id)
+    kind, answer = await split.link.call(W.EXECUTE, commands.encode(cmd), 5.0)
+    assert kind == W.OUTCOME and answer[W.U64.size:] == raw  # a retry: the stored outcome
+
+
+@pytest.mark.parametrize("record", [
+    b"not json", b"[1]", b'{"v": 1, "t": "queue.explode", "id": "x"}',
+    b'{"v": 2, "t": "messages.post", "id": "x", "project": "p", "queue": "q", "time_ms": 0}',
+    b'{"v": 1, "t": ["messages.post"], "id": "x"}',
+    b'{"v": 1, "t": "messages.post", "id": 5, "project": "p", "queue": "q", "time_ms": 0}',
+    b'{"v": 1, "t": "messages.post", "id": "x", "project": "p", "queue": "q"}',
+])
+async def test_a_record_that_is_no_command_is_refused_before_the_log(
+        split: Split, record: bytes) -> None:
+    before = await split.core.ends()
+    kind, payload = await split.link.call(W.EXECUTE, record, 5.0)
+    assert kind == W.ERROR and W.error_from(payload).status == 400
+    assert await split.core.ends() == before
