@@ -24,9 +24,11 @@ from projections.commands import (
 T0 = 1_800_000_000_000
 
 
-def history(rules: int, commands: int = 3000, spacing_ms: int = 2880) -> list[bytes]:
+def history(rules: int, commands: int = 3000, spacing_ms: int = 2880, *,
+            retries: bool = True) -> list[bytes]:
     """``commands`` records ``spacing_ms`` apart under ``rules`` (2.88 s: 24 h for 30,000);
-    every 37th command is sent again 5 records later (a retry within the window)."""
+    with ``retries`` every 37th command is sent again 5 records later (a retry within the
+    window)."""
     records = [encode(SetRules(id="rules", time_ms=T0, version=rules))]
     posted: dict[str, list[str]] = {f"q{i}": [] for i in range(4)}
     sent: list[bytes] = []
@@ -48,6 +50,6 @@ def history(rules: int, commands: int = 3000, spacing_ms: int = 2880) -> list[by
             cmd = DeleteMessages(message_ids=[posted[q].pop(0)], **base)
         sent.append(encode(cmd))
         records.append(sent[-1])
-        if i % 37 == 36 and len(sent) > 5:
+        if retries and i % 37 == 36 and len(sent) > 5:
             records.append(sent[-6])  # the same command again: a no-op
     return records

@@ -33,6 +33,7 @@ from projections.overlay import Overlay
 from projections.rules import versions
 from projections.runner import digest
 from projections.tombstones import TombstoneStore
+from tests.projections.outcome_history import history
 
 P = 0
 HOUR = 3_600_000
@@ -328,27 +329,7 @@ def test_outcome_pruning_takes_slack_only_from_its_rules_version(rules: int) -> 
 def _mixed_history(commands: int, spacing_ms: int) -> list[bytes]:
     """``marconi bench history``'s load: posts, claims (60 s) and deletes on four queues, a
     Sweep every 100 — the same records for every spacing but their stamped times."""
-    now = 1_800_000_000_000
-    records = [encode(SetRules(id="rules", time_ms=now, version=versions.LATEST))]
-    posted: dict[str, list[str]] = {f"q{i}": [] for i in range(4)}
-    for i in range(commands):
-        t, q = now + i * spacing_ms, f"q{i % 4}"
-        base: dict[str, Any] = {"id": f"c{i:08d}", "project": "p", "queue": q,
-                                "client_id": "c", "time_ms": t}
-        step = (i // 4) % 3
-        cmd: Command
-        if i % 100 == 99:
-            cmd = Sweep(id=base["id"], time_ms=t, cutoff_ms=t, max_count=1000)
-        elif step == 0 or not posted[q]:
-            posted[q].append(f"m{i:08d}")
-            cmd = PostMessages(messages=[NewMessage(id=posted[q][-1], body={"n": i}, ttl=3600)],
-                               size=20, **base)
-        elif step == 1:
-            cmd = CreateClaim(claim_id=f"k{i:08d}", ttl=60, grace=60, limit=2, **base)
-        else:
-            cmd = DeleteMessages(message_ids=[posted[q].pop(0)], **base)
-        records.append(encode(cmd))
-    return records
+    return history(versions.LATEST, commands, spacing_ms, retries=False)
 
 
 def _fold_counting(records: list[bytes], batch: int,
