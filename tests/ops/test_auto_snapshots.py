@@ -68,6 +68,9 @@ async def run_to_end(log: Log, store: Any, snapper: Snapshotter | None, *,
                     snapshots=snapper)
     await runner.start()
     for p in range(PARTITIONS):
+        # Ready first: the owner appends its SetRules once caught up, and a run stopped before
+        # that left the next run to append (and read back) it — a few records more, by timing.
+        await runner.until_ready(p, timeout=30)
         await runner.barrier(p, timeout=30)
     if snapper is not None:
         await snapper.drain()
