@@ -52,6 +52,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         c.close()
 
 
+def post_when_served(url: str, timeout: float = 30, **kwargs: object) -> httpx.Response:
+    """POST, retrying the 503 "try again in a few seconds" a partition answers while the
+    group still hands it over (right after a membership change), as a client would."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = httpx.post(url, **kwargs)  # type: ignore[arg-type]
+        if r.status_code != 503 or time.monotonic() > deadline:
+            return r
+        time.sleep(0.5)
+
+
 def owned_by(cluster: LocalCluster, node: NodeProcess) -> list[int]:
     return sorted(p for p, a in cluster.owners(node).items() if a == node.url)
 
@@ -439,14 +450,14 @@ def test_a_failover_resumes_the_dead_owners_deliveries(cluster: LocalCluster) ->
     try:
         policy = {"retries_with_no_delay": 0, "minimum_delay_retries": 1000,
                   "minimum_delay": 1, "maximum_delay": 11, "maximum_delay_retries": 0}
-        r = httpx.post(f"{a.url}/v2/queues/{q}/subscriptions", headers=h, json={
+        r = post_when_served(f"{a.url}/v2/queues/{q}/subscriptions", headers=h, json={
             "subscriber": f"{receiver.url}/hook", "ttl": 3600,
             "options": {"_retry_policy": policy}})
         assert r.status_code == 201, r.text
         sub_id = r.json()["subscription_id"]
         n = 10
-        r = httpx.post(f"{c.url}/v2/queues/{q}/messages", headers=h,
-                       json={"messages": [{"body": {"n": i}} for i in range(n)]})
+        r = post_when_served(f"{c.url}/v2/queues/{q}/messages", headers=h,
+                             json={"messages": [{"body": {"n": i}} for i in range(n)]})
         assert r.status_code == 201, r.text
         ids = [href.rsplit("/", 1)[1] for href in r.json()["resources"]]
 
