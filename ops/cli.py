@@ -93,7 +93,8 @@ def _bench_compare(args: argparse.Namespace) -> int:
 
     main(seconds=args.seconds, rounds=args.rounds, workers=args.workers,
          load=not args.no_load, servers=tuple(args.servers.split(",")),
-         marconi_port=args.marconi_port, zaqar_port=args.zaqar_port)
+         marconi_port=args.marconi_port, zaqar_port=args.zaqar_port,
+         floor_port=args.floor_port, floor_processes=args.floor_processes)
     return 0
 
 
@@ -385,9 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
     bcmp.add_argument("--no-load", action="store_true",
                       help="skip the Python load generator (client-bound) phase")
     bcmp.add_argument("--servers", default="marconi,zaqar",
-                      help="which servers, comma-separated (marconi, zaqar)")
+                      help="which servers, comma-separated: marconi, zaqar, and floor "
+                           "(a bare Starlette route on the same Hypercorn: POST and GET "
+                           "phases only; the ceiling of the stack on this machine)")
     bcmp.add_argument("--marconi-port", type=int, default=8890, help="port for marconi serve")
     bcmp.add_argument("--zaqar-port", type=int, default=8889, help="port for Zaqar (gunicorn)")
+    bcmp.add_argument("--floor-port", type=int, default=8887, help="port for the floor")
+    bcmp.add_argument("--floor-processes", type=int, default=None,
+                      help="processes of the floor (default: as many as marconi's fronts)")
     bcmp.set_defaults(func=_bench_compare)
     brep = bench_add("replay", help="audit a long queue history: time, memory")
     brep.add_argument("--commands", type=int, default=100_000,

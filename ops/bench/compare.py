@@ -32,8 +32,8 @@ ANCHORS = ROOT.parent / "shared" / "anchors" / "zaqar"
 CLIENT_ID = wrk_scripts.CLIENT_ID
 
 
-def _cpu_seconds(root_pid: int) -> float:
-    """utime + stime of a process and all its descendants."""
+def _cpu_seconds(root_pid: int, *, descendants: bool = True) -> float:
+    """utime + stime of a process and (by default) all its descendants."""
     ticks = os.sysconf("SC_CLK_TCK")
     parents: dict[int, int] = {}
     times: dict[int, float] = {}
@@ -48,7 +48,7 @@ def _cpu_seconds(root_pid: int) -> float:
         parents[int(entry)] = int(fields[1])
         times[int(entry)] = (int(fields[11]) + int(fields[12])) / ticks
     tree = {root_pid}
-    changed = True
+    changed = descendants
     while changed:
         changed = False
         for pid, ppid in parents.items():
@@ -108,8 +108,16 @@ def claim_counts(out: str) -> dict[str, int]:
     return {name: int(m.group(i + 1)) if m else 0 for i, name in enumerate(CLAIM_COUNTS)}
 
 
-def measure(url: str, pid: int, seconds: float, *, load: bool = True) -> dict[str, float]:
-    """Every figure for one server (a fresh queue each time)."""
+POST_ONLY = ("wrk POST", "wrk POST 10", "wrk GET stats")
+"""The phases the framework floor (``ops/bench/floor.py``) can answer: it has no claims."""
+
+
+def measure(url: str, pid: int, seconds: float, *, load: bool = True,
+            phases: tuple[str, ...] | None = None, split: bool = False) -> dict[str, float]:
+    """Every figure for one server (a fresh queue each time); ``phases`` picks some only.
+
+    ``split``: the root process's own share is reported too (``core``: the core of
+    ``marconi serve --workers N``; the fronts' share is the rest)."""
     figures: dict[str, float] = {}
     queue = f"wrk-{os.getpid()}-{time.time_ns()}"
     scripts = Path(tempfile.mkdtemp())
@@ -118,12 +126,17 @@ def measure(url: str, pid: int, seconds: float, *, load: bool = True) -> dict[st
         (scripts / f"{name}.lua").write_text(text)
 
     def phase(name: str, work: Callable[[], int]) -> None:
-        cpu = _cpu_seconds(pid)
+        if phases is not None and name not in phases:
+            return
+        cpu, own = _cpu_seconds(pid), _cpu_seconds(pid, descendants=False)
         requests = work()
         used = _cpu_seconds(pid) - cpu
+        own = _cpu_seconds(pid, descendants=False) - own
         figures[f"{name} server CPU s"] = used
         if requests:
             figures[f"{name} server CPU-us/req"] = used / requests * 1e6
+            if split:
+                figures[f"{name} core CPU-us/req"] = own / requests * 1e6
 
     def post() -> int:
         rate, p50, p99, _ = _wrk(url, "", seconds, 16, str(scripts / "post1.lua"), queue)
@@ -185,10 +198,21 @@ def start_marconi(port: int, workers: int | None = None) -> tuple[subprocess.Pop
     return proc, data
 
 
+def start_floor(port: int, processes: int) -> subprocess.Popen[bytes]:
+    """The framework floor (``ops/bench/floor.py``), ``processes`` of it on one port."""
+    return subprocess.Popen([sys.executable, "-m", "ops.bench.floor", "--port", str(port),
+                             "--processes", str(processes)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main(seconds: float = 10.0, marconi_port: int = 8890, zaqar_port: int = 8889, *,
          rounds: int = 1, workers: int | None = None, load: bool = True,
-         servers: tuple[str, ...] = ("marconi", "zaqar")) -> None:
-    """Start both servers, then measure them in turn, ``rounds`` times; print medians."""
+         servers: tuple[str, ...] = ("marconi", "zaqar"), floor_port: int = 8887,
+         floor_processes: int | None = None) -> None:
+    """Start the servers, then measure them in turn, ``rounds`` times; print medians.
+
+    ``floor`` is the bare framework (``ops/bench/floor.py``, POST and GET phases only) with
+    ``floor_processes`` processes (default: as many as marconi's fronts)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
     if "zaqar" in servers and not (ANCHORS / "start.sh").exists():
@@ -196,6 +220,7 @@ def main(seconds: float = 10.0, marconi_port: int = 8890, zaqar_port: int = 8889
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
     targets: dict[str, tuple[str, int]] = {}
     proc: subprocess.Popen[bytes] | None = None
+    floor: subprocess.Popen[bytes] | None = None
     data = ""
     zaqar_started = False
     try:
@@ -211,6 +236,11 @@ def main(seconds: float = 10.0, marconi_port: int = 8890, zaqar_port: int = 8889
             zaqar_started = True
             targets["zaqar"] = (f"http://127.0.0.1:{zaqar_port}",
                                 int(started.stdout.strip().splitlines()[-1]))
+        if "floor" in servers:
+            from ops.serve import usable_cores
+
+            floor = start_floor(floor_port, floor_processes or workers or usable_cores())
+            targets["floor"] = (f"http://127.0.0.1:{floor_port}", floor.pid)
         for url, _ in targets.values():
             _wait_http(url)
         for n in range(rounds):
@@ -218,8 +248,13 @@ def main(seconds: float = 10.0, marconi_port: int = 8890, zaqar_port: int = 8889
                 averages = " ".join(f"{x:.2f}" for x in os.getloadavg())
                 print(f"round {n + 1}/{rounds}: measuring {name} at {url} (load average "
                       f"{averages}) ...", flush=True)
-                runs[name].append(measure(url, pid, seconds, load=load))
+                runs[name].append(measure(url, pid, seconds, load=load and name != "floor",
+                                          phases=POST_ONLY if name == "floor" else None,
+                                          split=name == "marconi" and workers != 1))
     finally:
+        if floor is not None:
+            floor.send_signal(signal.SIGTERM)
+            floor.wait(timeout=30)
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
@@ -234,10 +269,11 @@ def main(seconds: float = 10.0, marconi_port: int = 8890, zaqar_port: int = 8889
     rows = []
     for key in results[first]:
         m = results[first][key]
-        z = results[rest[0]].get(key, float("nan")) if rest else float("nan")
-        ratio = f"{m / z:.2f}" if rest and z else "-"
-        rows.append([key, f"{m:,.1f}", f"{z:,.1f}", ratio])
+        row = [key, f"{m:,.1f}"]
+        others = [results[name].get(key, float("nan")) for name in rest]
+        row += [f"{z:,.1f}" for z in others]
+        row += [f"{m / z:.2f}" if z and z == z else "-" for z in others]
+        rows.append(row)
     print()
-    label = f"{first}/{rest[0]}" if rest else "-"
     print(f"medians of {rounds} alternating round(s), {seconds:g} s per phase")
-    print(table(["figure", first, rest[0] if rest else "-", label], rows))
+    print(table(["figure", *servers, *(f"{first}/{name}" for name in rest)], rows))
