@@ -137,6 +137,14 @@ def _bench_core(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_front(args: argparse.Namespace) -> int:
+    from ops.bench.front import main
+
+    main(requests=args.requests, rounds=args.rounds, profile=args.profile,
+         only=args.only or None)
+    return 0
+
+
 def _bench_stats(args: argparse.Namespace) -> int:
     from ops.bench.statsq import main
 
@@ -433,6 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
     bcore.add_argument("--commands", type=int, default=50_000, help="commands folded")
     bcore.add_argument("--partitions", type=int, default=4, help="partitions of the log")
     bcore.set_defaults(func=_bench_core)
+    bfront = bench_add("front", help="CPU µs per request of a front's own layers, in-process")
+    bfront.add_argument("--requests", type=int, default=5000, help="requests per round")
+    bfront.add_argument("--rounds", type=int, default=5, help="rounds (the median is shown)")
+    bfront.add_argument("--profile", choices=("tottime", "cumtime"),
+                        help="also print a cProfile of one round")
+    bfront.add_argument("only", nargs="*", help="scenarios: post claim delete stats")
+    bfront.set_defaults(func=_bench_front)
     bstats = bench_add("stats", help="CPU and keys stepped per stats query after 20k claims, "
                                      "rules 5 vs latest")
     bstats.add_argument("--claims", type=int, default=20_000, help="claims in the history")
