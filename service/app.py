@@ -40,7 +40,7 @@ from service.middleware import (
 )
 from service.mount import Mount
 from service.ratelimit import RateLimit
-from service.routing import PrematchedRouter, route
+from service.routing import Api, PrematchedRouter, route
 from service.types import Gateway
 
 if TYPE_CHECKING:
@@ -164,8 +164,8 @@ def create_app(settings: Settings, gateway: Gateway, *,
             (MethodCheck, {}),
         ]),
     ]
-    app = Starlette(routes=routes, middleware=middleware,
-                    exception_handlers=dict(EXCEPTION_HANDLERS))
+    app = Api(routes=routes, middleware=middleware,
+              exception_handlers=dict(EXCEPTION_HANDLERS))
     app.router = PrematchedRouter(routes=routes)  # Routing matched already: once per request
     app.state.settings = settings
     app.state.gateway = gateway

@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 from service.errors import error_response
+from service.middleware import RESPONSE_STATUS
 from service.types import ASGIApp, Message, Receive, Scope, Send
 
 TIMEOUT_TITLE = "Request Timeout"
@@ -38,7 +39,7 @@ class BodyTimeout:
             return
         deadline = _Deadline(self.seconds)
         complete = False
-        started = False
+        st = scope.setdefault("state", {})
 
         async def timed_receive() -> Message:
             nonlocal complete
@@ -50,16 +51,10 @@ class BodyTimeout:
                 deadline.cancel()
             return message
 
-        async def send_marked(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, timed_receive, send_marked)
+            await self.app(scope, timed_receive, send)
         except _BodyTimedOut:
-            if started:
+            if RESPONSE_STATUS in st:  # a response started (RequestId records it)
                 raise
             response = error_response(
                 408, TIMEOUT_TITLE,

@@ -5,7 +5,8 @@ Zaqar checks) and ``service.metrics.RequestMetrics`` (counts and times every req
 the access log line):
 
 1. ``RequestId`` — ``x-openstack-request-id`` on every response (and in every log line
-   written meanwhile, via ``request_id_var``); unknown errors become 500.
+   written meanwhile, via ``request_id_var``); unknown errors become 500. The only layer
+   that wraps ``send``: it records the response status for the others (``RESPONSE_STATUS``).
    (``service.bodytimeout.BodyTimeout`` follows: 408 for a body trickled past its deadline.)
 2. ``Auth`` — static tokens (401) or noauth's X-Roles; ``/`` is open; a request carrying
    ``URL-Signature`` is authenticated by a valid signature only (else 404), in every mode.
@@ -63,6 +64,13 @@ ROOT = "/"
 # (``ops.logs`` adds it to every record). Each request runs in its own task and context.
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "marconi_request_id", default=None)
+
+
+# Request state: the status of the response once it has started. ``RequestId`` is the one
+# layer that wraps ``send`` (it adds its header); the layers that need to know whether, or
+# with what status, a response started (``RequestMetrics``, ``BodyTimeout``) read this
+# instead of each wrapping ``send`` again.
+RESPONSE_STATUS = "response_status"
 
 
 def state(scope: Scope) -> dict[str, Any]:
@@ -170,15 +178,14 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         request_id = new_request_id()
-        state(scope)["request_id"] = request_id
+        st = state(scope)
+        st["request_id"] = request_id
         token = request_id_var.set(request_id)
-        started = False
         header = (b"x-openstack-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
+                st[RESPONSE_STATUS] = int(message["status"])
                 message["headers"] = [*message.get("headers", ()), header]  # a list of its own
             await send(message)
 
@@ -189,7 +196,7 @@ class RequestId:
         except Exception as exc:
             logger.exception("%s: %s %s failed", request_id, scope.get("method"),
                              scope.get("path"))
-            if not started:
+            if RESPONSE_STATUS not in st:
                 response = error_response(500, INTERNAL, str(exc) or type(exc).__name__)
                 await response(scope, receive, send_with_id)
         finally:
