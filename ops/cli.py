@@ -138,6 +138,16 @@ def _bench_core(args: argparse.Namespace) -> int:
 
 
 def _bench_front(args: argparse.Namespace) -> int:
+    if args.server:
+        from pathlib import Path
+
+        from ops.bench.front_server import main as server_main
+
+        here = Path(__file__).resolve().parent.parent
+        trees = [Path(t).resolve() for t in args.tree] or [here]
+        server_main(trees, port=args.port, workers=args.workers, seconds=args.seconds,
+                    runs=args.rounds)
+        return 0
     from ops.bench.front import main
 
     main(requests=args.requests, rounds=args.rounds, profile=args.profile,
@@ -447,6 +457,13 @@ def build_parser() -> argparse.ArgumentParser:
     bfront.add_argument("--profile", choices=("tottime", "cumtime"),
                         help="also print a cProfile of one round")
     bfront.add_argument("only", nargs="*", help="scenarios: post claim delete stats")
+    bfront.add_argument("--server", action="store_true",
+                        help="instead: a real serve --workers N under wrk, CPU per process")
+    bfront.add_argument("--tree", action="append", default=[],
+                        help="--server: a checkout to run (repeat for an A/B; default: this)")
+    bfront.add_argument("--port", type=int, default=8910, help="--server: first port")
+    bfront.add_argument("--workers", type=int, default=2, help="--server: front processes")
+    bfront.add_argument("--seconds", type=int, default=8, help="--server: seconds per run")
     bfront.set_defaults(func=_bench_front)
     bstats = bench_add("stats", help="CPU and keys stepped per stats query after 20k claims, "
                                      "rules 5 vs latest")
