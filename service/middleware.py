@@ -47,6 +47,7 @@ from starlette.routing import BaseRoute, Match, Route
 from service import signing
 from service.context import random16
 from service.errors import INTERNAL, error_response, route_not_found
+from service.headers import request_headers
 from service.routing import MATCHED, Resource, method_not_allowed
 from service.types import ASGIApp, Message, Receive, Scope, Send
 from service.validation import valid_project, valid_queue_name
@@ -76,38 +77,6 @@ RESPONSE_STATUS = "response_status"
 def state(scope: Scope) -> dict[str, Any]:
     """The per-request state dict (``request.state`` in handlers)."""
     return scope.setdefault("state", {})
-
-
-class RequestHeaders(Headers):
-    """Starlette's ``Headers`` with dict lookups, built once per layer: the checks mostly ask
-    for headers a request does not carry, and ``Headers.get`` finds that out by scanning
-    every header and raising and catching a ``KeyError``. First value wins, as there."""
-
-    def __init__(self, scope: Scope) -> None:
-        super().__init__(scope=scope)
-        self._first = {key.decode("latin-1"): value.decode("latin-1")
-                       for key, value in reversed(scope["headers"])}  # the first one wins
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._first.get(key.lower(), default)
-
-    def __getitem__(self, key: str) -> str:
-        return self._first[key.lower()]
-
-    def __contains__(self, key: Any) -> bool:
-        return isinstance(key, str) and key.lower() in self._first
-
-
-def request_headers(scope: Scope) -> RequestHeaders:
-    """The request's ``RequestHeaders``, built once per request (again only if a layer
-    replaced the headers, as token auth does with X-Project-ID)."""
-    st = state(scope)
-    cached = st.get("headers")
-    if cached is not None and cached[0] is scope["headers"]:
-        return cached[1]  # type: ignore[no-any-return]
-    headers = RequestHeaders(scope)  # (which makes scope["headers"] a list of its own)
-    st["headers"] = (scope["headers"], headers)
-    return headers
 
 
 class _Check:

@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route, Router
 
 from service.errors import HTTPError, error_response, rendered
-from service.types import ASGIApp, Handler, Receive, Scope, Send
+from service.types import Handler, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from service.versions import ApiVersion
@@ -100,15 +98,3 @@ class PrematchedRouter(Router):
         scope.update(child)
         await child["endpoint"](scope, receive, send)
 
-
-class Api(Starlette):
-    """Starlette without ``ExceptionMiddleware``: ``Resource`` renders the handlers' errors
-    where they are raised, and no layer between it and the routing middleware raises one.
-    That middleware cost every request a ``send`` wrapper, a ``Request`` and a frame.
-    ``ServerErrorMiddleware`` stays outermost (a 500 for an error outside ``RequestId``)."""
-
-    def build_middleware_stack(self) -> ASGIApp:
-        app: ASGIApp = self.router
-        for cls, args, kwargs in reversed(self.user_middleware):
-            app = cls(app, *args, **kwargs)
-        return ServerErrorMiddleware(app, debug=self.debug)
