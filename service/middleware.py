@@ -189,12 +189,12 @@ class Routing:
             await route_not_found()(scope, receive, send)
             return
         template, resource, params, matched = found
-        state(scope)["route"] = template
+        st = state(scope)
+        st["route"] = template
         if scope["method"] == "OPTIONS":
             await Response(status_code=200, headers={"Allow": resource.allow_header})(
                 scope, receive, send)
             return
-        st = state(scope)
         st["allowed"] = resource.allowed_methods
         st["path_params"] = params
         st["api"] = resource.api  # the version's pipeline rules (None: v2's)
@@ -459,7 +459,8 @@ class ClientId(_Check):
         if scope["path"] == ROOT:
             return None
         raw = headers.get("client-id")
-        api = state(scope).get("api")
+        st = state(scope)
+        api = st.get("api")
         optional = api is not None and not api.client_id_required  # v1.0: UUID if present
         if raw is None and optional:
             return None
@@ -477,7 +478,7 @@ class ClientId(_Check):
                     400, f"Length of client id must be at least {self.min_length} and no "
                          f"greater than {self.max_length}.")
             client_id = raw
-        state(scope)["client_id"] = client_id
+        st["client_id"] = client_id
         return None
 
 
@@ -496,9 +497,10 @@ class ProjectId(_Check):
         if scope["path"] == ROOT:
             return None
         project = headers.get("x-project-id")
-        api = state(scope).get("api")
+        st = state(scope)
+        api = st.get("api")
         if project is None and api is not None and not api.project_required:
-            state(scope)["project"] = GLOBAL_PROJECT  # v1.0's namespace without a project
+            st["project"] = GLOBAL_PROJECT  # v1.0's namespace without a project
             return None
         if project is None:
             return error_response(400, "Project-Id Missing",
@@ -508,7 +510,7 @@ class ProjectId(_Check):
                 400, "Empty project header not allowed",
                 "X-PROJECT-ID cannot be an empty string. Specify the right header "
                 "X-PROJECT-ID and retry.")
-        state(scope)["project"] = project
+        st["project"] = project
         return None
 
 

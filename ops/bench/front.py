@@ -129,8 +129,11 @@ def driver(app: ASGIApp, s: Scenario) -> Callable[[], Any]:
 
 async def _run(requests: int, rounds: int, profile: str | None,
                only: list[str] | None) -> list[tuple[str, float, list[float], float]]:
+    from ops import gcpause
+
     link = InstantLink()
     app = front_app(link)
+    gcpause.settle()  # as ops.front does once serving
     results = []
     for s in scenarios():
         if only and s.name not in only:
