@@ -155,6 +155,13 @@ def _bench_front(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_pipeline(args: argparse.Namespace) -> int:
+    from ops.bench.pipeline import main
+
+    return main(concurrency=tuple(args.concurrency), seconds=args.seconds,
+                partitions=args.partitions, queues=args.queues)
+
+
 def _bench_stats(args: argparse.Namespace) -> int:
     from ops.bench.statsq import main
 
@@ -465,6 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     bfront.add_argument("--workers", type=int, default=2, help="--server: front processes")
     bfront.add_argument("--seconds", type=int, default=8, help="--server: seconds per run")
     bfront.set_defaults(func=_bench_front)
+    bpipe = bench_add("pipeline", help="where a durable POST's time goes in the core: per-stage "
+                                       "p50/p99, records per commit round and per batch")
+    bpipe.add_argument("--concurrency", type=int, nargs="+", default=[1, 16],
+                       help="commands in flight (one run each)")
+    bpipe.add_argument("--seconds", type=float, default=5.0, help="measured time per run")
+    bpipe.add_argument("--partitions", type=int, default=16, help="partitions of the log")
+    bpipe.add_argument("--queues", type=int, default=1, help="queues the commands spread over")
+    bpipe.set_defaults(func=_bench_pipeline)
     bstats = bench_add("stats", help="CPU and keys stepped per stats query after 20k claims, "
                                      "rules 5 vs latest")
     bstats.add_argument("--claims", type=int, default=20_000, help="claims in the history")
