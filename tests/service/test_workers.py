@@ -241,3 +241,32 @@ async def test_a_record_that_is_no_command_is_refused_before_the_log(
     kind, payload = await split.link.call(W.EXECUTE, record, 5.0)
     assert kind == W.ERROR and W.error_from(payload).status == 400
     assert await split.core.ends() == before
+
+
+async def test_a_call_the_core_leaves_unanswered_times_out_and_a_late_answer_is_dropped(
+        tmp_path: Path) -> None:
+    """The deadline sweep fails a call past its timeout; the other calls still get theirs."""
+    held: list[tuple[int, asyncio.StreamWriter]] = []
+
+    async def silent_core(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        frames = W.FrameReader()
+        while data := await reader.read(65536):
+            for rid, _, payload in frames.feed(data):
+                if payload == b"answer":
+                    writer.write(W.frame(rid, W.OUTCOME, b"ok"))
+                else:
+                    held.append((rid, writer))
+
+    server = await asyncio.start_unix_server(silent_core, str(tmp_path / "core.sock"))
+    link = await CoreLink.connect(str(tmp_path / "core.sock"))
+    try:
+        with pytest.raises(TimeoutError):
+            await link.call(W.EXECUTE, b"hold", 0.05)
+        assert await link.call(W.EXECUTE, b"answer", 5.0) == (W.OUTCOME, b"ok")
+        rid, writer = held[0]
+        writer.write(W.frame(rid, W.OUTCOME, b"late"))  # for a call that gave up: ignored
+        assert await link.call(W.EXECUTE, b"answer", 5.0) == (W.OUTCOME, b"ok")
+        assert link._pending == {}
+    finally:
+        link.close()
+        server.close()
