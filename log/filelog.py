@@ -167,6 +167,11 @@ def _contiguous(chunks: list[tuple[_Segment, int, bytes]]) -> list[tuple[_Segmen
             for seg, pos, parts in runs]
 
 
+def _set_exception(fut: asyncio.Future[None], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
 def _close_writer(seg: _Segment) -> None:
     """Close a segment's write descriptors (writer thread)."""
     for attr in ("write_fd", "sync_fd"):
@@ -657,10 +662,16 @@ class FileLog:
                 chunks, part.chunks = part.chunks, []
                 work.append((part, chunks))
             repairs = sorted(self._repairs)
+            finished: asyncio.Future[None] = loop.create_future()
+            assert self._executor is not None
+            self._executor.submit(self._run_round, loop, finished, work, pending, repairs,
+                                  round_done)
             try:
-                await loop.run_in_executor(self._executor, self._write_and_sync, work, repairs,
-                                           round_done is None)
+                await finished
             except BaseException as exc:  # nothing of this round is acknowledged
+                if (isinstance(exc, asyncio.CancelledError) and finished.done()
+                        and not finished.cancelled() and finished.exception() is None):
+                    raise  # stopped just after the round was published: it stands
                 failed = self._fail_round(exc, work, round_done)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
@@ -678,16 +689,38 @@ class FileLog:
                         fut.set_exception(LogError(f"log write or fsync failed: {exc!r}"))
                         fut.exception()  # retrieved: a round nobody awaits is no leak
                 continue
-            self._repairs.difference_update(repairs)
-            for part, chunks in work:
-                self._publish(part, pending[part.number], chunks)
-            if not self._health.ok:
-                logger.warning("log writes succeed again (after %.1f s): %s",
-                               time.time() - (self._health.since or time.time()),
-                               self._health.error)
-                self._health = LogHealth(True)
-            if round_done is not None and not round_done.done():
-                round_done.set_result(None)
+
+    def _run_round(self, loop: asyncio.AbstractEventLoop, finished: asyncio.Future[None],
+                   work: list[tuple[_Partition, list]], pending: dict[int, int],
+                   repairs: list[int], round_done: asyncio.Future[None] | None) -> None:
+        """A round in the commit thread; the loop then publishes it in the callback the
+        thread schedules, not in the commit task woken by it: the acknowledgements and the
+        runner's wake-up come one loop turn sooner."""
+        try:
+            self._write_and_sync(work, repairs, round_done is None)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_set_exception, finished, exc)
+        else:
+            loop.call_soon_threadsafe(self._round_written, finished, work, pending, repairs,
+                                      round_done)
+
+    def _round_written(self, finished: asyncio.Future[None],
+                       work: list[tuple[_Partition, list]], pending: dict[int, int],
+                       repairs: list[int], round_done: asyncio.Future[None] | None) -> None:
+        """Publish a durable round (event loop), then let the commit task go on."""
+        if finished.done():  # the commit task was cancelled meanwhile and failed the round
+            return
+        self._repairs.difference_update(repairs)
+        for part, chunks in work:
+            self._publish(part, pending[part.number], chunks)
+        if not self._health.ok:
+            logger.warning("log writes succeed again (after %.1f s): %s",
+                           time.time() - (self._health.since or time.time()),
+                           self._health.error)
+            self._health = LogHealth(True)
+        if round_done is not None and not round_done.done():
+            round_done.set_result(None)
+        finished.set_result(None)
 
     def _fail_round(self, exc: BaseException, work: list[tuple[_Partition, list]],
                     round_done: asyncio.Future[None] | None) -> list[asyncio.Future[None]]:
