@@ -241,3 +241,33 @@ async def test_a_record_that_is_no_command_is_refused_before_the_log(
     kind, payload = await split.link.call(W.EXECUTE, record, 5.0)
     assert kind == W.ERROR and W.error_from(payload).status == 400
     assert await split.core.ends() == before
+
+
+async def test_the_core_decodes_a_command_once_and_apply_folds_what_the_log_holds(
+        split: Split, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core's check and apply share one decode of the record appended; a fold of the
+    same log into a fresh store (no kept command) decodes the record itself, to the same."""
+    from projections import commands, queries
+    from projections.memstore import MemoryStore
+    from projections.runner import digest_partition, fold
+
+    decodes = 0
+    plain = commands.decode
+
+    def counting(record: bytes) -> commands.Command:
+        nonlocal decodes
+        decodes += 1
+        return plain(record)
+
+    monkeypatch.setattr(commands, "decode", counting)
+    r = await split.front.post("/v2/queues/q/messages", json={"messages": [{"body": 7}]})
+    assert r.status_code == 201, r.text
+    assert decodes == 1
+    p = split.core.gateway.partition_of(PROJECT, "q")
+    fresh = MemoryStore()
+    await fold(split.core.log, fresh, p, 0)
+    assert decodes > 1  # the rebuild found nothing kept: it decoded what the log holds
+    assert digest_partition(fresh, p) == digest_partition(split.core.store, p)
+    cmd = commands.decode(next(rec.value for rec in await split.core.log.read(p, 0, 1000)
+                               if b"messages.post" in rec.value))
+    assert queries.outcome(fresh, p, cmd.id) == queries.outcome(split.core.store, p, cmd.id)
