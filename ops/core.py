@@ -161,7 +161,7 @@ class CoreServer:
         partition = gateway.partition_of(project, queue)
         stamp = gateway.now_ms(partition)
         outcome = await gateway.execute_record(partition, kind, command_id,
-                                               stamped_record(fields, stamp))
+                                               stamped_record(fields, stamp), stamp)
         return W.U64.pack(stamp) + outcome
 
     async def metrics(self, conn: CoreConnection, payload: bytes) -> bytes:

@@ -148,15 +148,15 @@ class LocalGateway:
     async def execute(self, cmd: Command) -> Outcome:
         partition = self.partition_of(cmd.project, cmd.queue)
         offset = await self._commit(partition, type(cmd), cmd.id, encode(cmd))
-        return orjson.loads(self._outcome_raw(partition, type(cmd), cmd.id, offset))
+        return orjson.loads(self._outcome_raw(partition, type(cmd), cmd.id, offset, cmd.time_ms))
 
     async def execute_record(self, partition: int, kind: type[Command], command_id: str,
-                             record: bytes) -> bytes:
-        """``execute`` for a command already encoded and stamped (the core of ``--workers
-        N``): answers the outcome as apply stored it (JSON bytes), so the core builds no
-        command object and re-encodes no outcome on the way to the front."""
+                             record: bytes, time_ms: int | None = None) -> bytes:
+        """``execute`` for a command already encoded and stamped (at ``time_ms``: the core of
+        ``--workers N``): answers the outcome as apply stored it (JSON bytes), so the core
+        builds no command object and re-encodes no outcome on the way to the front."""
         offset = await self._commit(partition, kind, command_id, record)
-        return self._outcome_raw(partition, kind, command_id, offset)
+        return self._outcome_raw(partition, kind, command_id, offset, time_ms)
 
     async def _commit(self, partition: int, kind: type[Command], command_id: str,
                       record: bytes) -> int:
@@ -195,8 +195,8 @@ class LocalGateway:
         return RECOVERED
 
     def _outcome_raw(self, partition: int, kind: type[Command], command_id: str,
-                     offset: int) -> bytes:
-        raw = queries.outcome_raw(self._store, partition, command_id)
+                     offset: int, time_ms: int | None) -> bytes:
+        raw = queries.outcome_raw(self._store, partition, command_id, time_ms)
         if raw is not None:
             return raw
         if offset == RECOVERED:

@@ -271,3 +271,26 @@ async def test_the_core_decodes_a_command_once_and_apply_folds_what_the_log_hold
     cmd = commands.decode(next(rec.value for rec in await split.core.log.read(p, 0, 1000)
                                if b"messages.post" in rec.value))
     assert queries.outcome(fresh, p, cmd.id) == queries.outcome(split.core.store, p, cmd.id)
+
+
+async def test_the_core_finds_an_outcome_without_reading_the_partition_meta(
+        split: Split, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outcome is looked up under its stamped time's generation first: per command the
+    core reads the meta record once (its clock), not again for the outcome."""
+    from projections import queries
+
+    reads = 0
+    plain = queries.read_meta
+
+    def counting(view: object, partition: int) -> dict:
+        nonlocal reads
+        reads += 1
+        return plain(view, partition)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(queries, "read_meta", counting)
+    r = await split.front.post("/v2/queues/q/messages", json={"messages": [{"body": 7}]})
+    assert r.status_code == 201, r.text
+    assert reads == 1
+    r = await split.front.post("/v2/queues/q/claims", json={"ttl": 60, "grace": 60})
+    assert r.status_code == 201, r.text
+    assert r.json()["messages"][0]["body"] == 7
