@@ -82,6 +82,10 @@ PROBE_FILE = ".write-probe"
 MAX_READ_BYTES = 8 * 1024 * 1024
 MAX_SEGMENT_BYTES = 1 << 30  # index positions are 32-bit; keep well below
 LOADED_INDEXES = 8  # sealed segments whose index stays in memory after a read
+RECENT_BYTES = 512 * 1024
+"""Bytes of its newest durable records a partition keeps in memory, so the runner folds what
+a commit round just made durable without reading it back from disk (it reads a round right
+after it is published). Reads further back go to the segment files."""
 PROBE_INTERVAL_S = 1.0
 SyncStrategy = Literal["auto", "fdatasync", "syncfs"]
 
@@ -163,6 +167,20 @@ def _contiguous(chunks: list[tuple[_Segment, int, bytes]]) -> list[tuple[_Segmen
             for seg, pos, parts in runs]
 
 
+def _set_exception(fut: asyncio.Future[None], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+def _close_writer(seg: _Segment) -> None:
+    """Close a segment's write descriptors (writer thread)."""
+    for attr in ("write_fd", "sync_fd"):
+        fd = getattr(seg, attr)
+        if fd >= 0:
+            os.close(fd)
+            setattr(seg, attr, -1)
+
+
 def _segment_name(base: int) -> str:
     return f"{base:020d}{SEGMENT_SUFFIX}"
 
@@ -195,6 +213,7 @@ class _Segment:
     on_disk: bool = True  # False until the writer creates the file
     read_fd: int = -1
     write_fd: int = -1  # used only by the writer (the commit thread)
+    sync_fd: int = -1  # the same file opened O_DSYNC (writer only): a write that syncs itself
     first_ms: int = 0  # append time (log clock, ms) of its oldest record
     last_ms: int = 0  # ... and of its newest: retention's test
 
@@ -213,6 +232,10 @@ class _Partition:
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     removed: list[_Segment] = field(default_factory=list)  # rolled back; files to delete
     hint: tuple[int, _Segment, int] | None = None  # (next offset, segment, its position)
+    fresh: list[bytes] = field(default_factory=list)  # values past durable_end, in order
+    recent: list[bytes] = field(default_factory=list)  # the newest durable values...
+    recent_base: int = 0  # ... from this offset up to durable_end
+    recent_bytes: int = 0
 
     @property
     def active(self) -> _Segment:
@@ -540,7 +563,7 @@ class FileLog:
     def _close_files(self) -> None:
         for part in self._parts:
             for seg in [*part.segments, *part.removed]:
-                for attr in ("read_fd", "write_fd"):
+                for attr in ("read_fd", "write_fd", "sync_fd"):
                     fd = getattr(seg, attr)
                     if fd >= 0:
                         with contextlib.suppress(OSError):
@@ -566,7 +589,8 @@ class FileLog:
             raise LogError(f"log {self._dir} is open read-only")
         if not records:
             return []
-        frames = [frame(rec) for rec in checked_records(records, self._max_record_bytes)]
+        values = checked_records(records, self._max_record_bytes)
+        frames = [frame(rec) for rec in values]
         data = b"".join(frames)
         seg = part.active
         if seg.size > 0 and seg.size + len(data) > self._segment_bytes:
@@ -592,6 +616,7 @@ class FileLog:
         first = part.written_end
         part.written_end += len(frames)
         part.chunks.append((seg, start, data))
+        part.fresh.extend(values)
         offsets = list(range(first, part.written_end))
         if not self._durable:
             chunks, part.chunks = part.chunks, []
@@ -637,10 +662,16 @@ class FileLog:
                 chunks, part.chunks = part.chunks, []
                 work.append((part, chunks))
             repairs = sorted(self._repairs)
+            finished: asyncio.Future[None] = loop.create_future()
+            assert self._executor is not None
+            self._executor.submit(self._run_round, loop, finished, work, pending, repairs,
+                                  round_done)
             try:
-                await loop.run_in_executor(self._executor, self._write_and_sync, work, repairs,
-                                           round_done is None)
+                await finished
             except BaseException as exc:  # nothing of this round is acknowledged
+                if (isinstance(exc, asyncio.CancelledError) and finished.done()
+                        and not finished.cancelled() and finished.exception() is None):
+                    raise  # stopped just after the round was published: it stands
                 failed = self._fail_round(exc, work, round_done)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
@@ -658,16 +689,38 @@ class FileLog:
                         fut.set_exception(LogError(f"log write or fsync failed: {exc!r}"))
                         fut.exception()  # retrieved: a round nobody awaits is no leak
                 continue
-            self._repairs.difference_update(repairs)
-            for part, chunks in work:
-                self._publish(part, pending[part.number], chunks)
-            if not self._health.ok:
-                logger.warning("log writes succeed again (after %.1f s): %s",
-                               time.time() - (self._health.since or time.time()),
-                               self._health.error)
-                self._health = LogHealth(True)
-            if round_done is not None and not round_done.done():
-                round_done.set_result(None)
+
+    def _run_round(self, loop: asyncio.AbstractEventLoop, finished: asyncio.Future[None],
+                   work: list[tuple[_Partition, list]], pending: dict[int, int],
+                   repairs: list[int], round_done: asyncio.Future[None] | None) -> None:
+        """A round in the commit thread; the loop then publishes it in the callback the
+        thread schedules, not in the commit task woken by it: the acknowledgements and the
+        runner's wake-up come one loop turn sooner."""
+        try:
+            self._write_and_sync(work, repairs, round_done is None)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_set_exception, finished, exc)
+        else:
+            loop.call_soon_threadsafe(self._round_written, finished, work, pending, repairs,
+                                      round_done)
+
+    def _round_written(self, finished: asyncio.Future[None],
+                       work: list[tuple[_Partition, list]], pending: dict[int, int],
+                       repairs: list[int], round_done: asyncio.Future[None] | None) -> None:
+        """Publish a durable round (event loop), then let the commit task go on."""
+        if finished.done():  # the commit task was cancelled meanwhile and failed the round
+            return
+        self._repairs.difference_update(repairs)
+        for part, chunks in work:
+            self._publish(part, pending[part.number], chunks)
+        if not self._health.ok:
+            logger.warning("log writes succeed again (after %.1f s): %s",
+                           time.time() - (self._health.since or time.time()),
+                           self._health.error)
+            self._health = LogHealth(True)
+        if round_done is not None and not round_done.done():
+            round_done.set_result(None)
+        finished.set_result(None)
 
     def _fail_round(self, exc: BaseException, work: list[tuple[_Partition, list]],
                     round_done: asyncio.Future[None] | None) -> list[asyncio.Future[None]]:
@@ -697,6 +750,7 @@ class FileLog:
         """Forget every record past the durable end (event loop; the writer is idle)."""
         end = part.durable_end
         part.chunks = []
+        part.fresh = []
         part.written_end = end
         part.hint = None
         keep = bisect.bisect_right(part.bases, end) - 1
@@ -718,9 +772,7 @@ class FileLog:
         """Make the files match a rolled-back partition (writer thread): delete segments the
         failed round started, truncate the half-written tail, fsync."""
         for seg in part.removed:
-            if seg.write_fd >= 0:
-                os.close(seg.write_fd)
-                seg.write_fd = -1
+            _close_writer(seg)
             if seg.read_fd >= 0:
                 os.close(seg.read_fd)
                 seg.read_fd = -1
@@ -729,9 +781,7 @@ class FileLog:
             part.removed = []
         seg = part.active
         if part.open_segment is not None and part.open_segment is not seg:
-            if part.open_segment.write_fd >= 0:
-                os.close(part.open_segment.write_fd)
-                part.open_segment.write_fd = -1
+            _close_writer(part.open_segment)
             part.open_segment = None
         for sealed in part.segments[:-1]:  # sealed, but the failed round wrote no index
             if not sealed.indexed and sealed.index is not None and sealed.on_disk:
@@ -763,8 +813,10 @@ class FileLog:
             with contextlib.suppress(OSError):
                 path.unlink()
 
-    def _write(self, part: _Partition, chunks: list[tuple[_Segment, int, bytes]]) -> None:
-        """Write a partition's chunks at their assigned positions (writer thread only).
+    def _write(self, part: _Partition, chunks: list[tuple[_Segment, int, bytes]], *,
+               dsync: bool = False) -> None:
+        """Write a partition's chunks at their assigned positions (writer thread only);
+        ``dsync``: through the segment's O_DSYNC descriptor, so each write returns durable.
 
         Moving on to a new segment first fsyncs and closes the previous one and writes its
         index, so a sealed segment is always complete on disk with its index, and only the
@@ -775,8 +827,7 @@ class FileLog:
                 old = part.open_segment
                 if old is not None:
                     os.fdatasync(old.write_fd)
-                    os.close(old.write_fd)
-                    old.write_fd = -1
+                    _close_writer(old)
                     part.open_segment = None
                     if old.base < seg.base and not old.indexed:
                         self._write_index(old)
@@ -788,9 +839,14 @@ class FileLog:
                     os.fsync(seg.write_fd)
                     _fsync_dir(part.path)
                 part.open_segment = seg
+            fd = seg.write_fd
+            if dsync:
+                if seg.sync_fd < 0:
+                    seg.sync_fd = os.open(seg.path, os.O_WRONLY | os.O_DSYNC)
+                fd = seg.sync_fd
             view = memoryview(data)
             while view:
-                written = os.pwrite(seg.write_fd, view, pos)
+                written = os.pwrite(fd, view, pos)
                 view = view[written:]
                 pos += written
 
@@ -799,12 +855,18 @@ class FileLog:
         self._repair_all(repairs)
         if probe:
             self._probe()
+        # One partition (the common round): its writes sync themselves (O_DSYNC), so the
+        # thread makes one system call, not a write and an fdatasync, and retakes the GIL
+        # once. Under load every retake waits for the loop's switch interval, and every
+        # acknowledgement of the round with it. Several partitions: write them all, then
+        # sync them together (one syncfs or parallel fdatasyncs), as before.
+        dsync = len(work) == 1 and self._sync_strategy != "syncfs"
         fds = []
         for part, chunks in work:
-            self._write(part, chunks)
+            self._write(part, chunks, dsync=dsync)
             if part.open_segment is not None:
                 fds.append(part.open_segment.write_fd)
-        if not fds:
+        if not fds or dsync:
             return
         strategy = self._sync_strategy
         if strategy == "auto":
@@ -828,11 +890,32 @@ class FileLog:
                     self._remember(sealed)
         if end <= part.durable_end:
             return
+        self._keep_recent(part, end)
         part.durable_end = end
         waiters, part.waiters = part.waiters, []
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
+
+    @staticmethod
+    def _keep_recent(part: _Partition, end: int) -> None:
+        """Move the values that become durable up to ``end`` into the partition's recent
+        records, dropping the oldest past ``RECENT_BYTES`` (in bulk: a read never copies)."""
+        count = end - part.durable_end
+        durable = part.fresh[:count]
+        del part.fresh[:count]
+        if part.recent_base + len(part.recent) != part.durable_end:
+            part.recent, part.recent_base, part.recent_bytes = [], part.durable_end, 0
+        part.recent.extend(durable)
+        part.recent_bytes += sum(map(len, durable))
+        if part.recent_bytes > 2 * RECENT_BYTES:
+            drop, kept = len(part.recent), 0  # keep at most the newest RECENT_BYTES
+            while drop > 1 and kept + len(part.recent[drop - 1]) <= RECENT_BYTES:
+                drop -= 1
+                kept += len(part.recent[drop])
+            del part.recent[:drop]
+            part.recent_base += drop
+            part.recent_bytes = kept
 
     # -- retention -------------------------------------------------------------------------
 
@@ -973,6 +1056,10 @@ class FileLog:
         if offset < part.start:
             raise OffsetBelowStartError(partition, offset, part.start)
         end = min(part.durable_end, offset + max_records)
+        if part.recent_base <= offset < part.recent_base + len(part.recent):
+            first = offset - part.recent_base
+            values = part.recent[first:first + (end - offset)]
+            return [Record(o, v) for o, v in zip(range(offset, end), values, strict=True)]
         out: list[Record] = []
         budget = MAX_READ_BYTES
         while offset < end and budget > 0:

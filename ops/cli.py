@@ -145,6 +145,31 @@ def _bench_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_front(args: argparse.Namespace) -> int:
+    if args.server:
+        from pathlib import Path
+
+        from ops.bench.front_server import main as server_main
+
+        here = Path(__file__).resolve().parent.parent
+        trees = [Path(t).resolve() for t in args.tree] or [here]
+        server_main(trees, port=args.port, workers=args.workers, seconds=args.seconds,
+                    runs=args.rounds)
+        return 0
+    from ops.bench.front import main
+
+    main(requests=args.requests, rounds=args.rounds, profile=args.profile,
+         only=args.only or None)
+    return 0
+
+
+def _bench_pipeline(args: argparse.Namespace) -> int:
+    from ops.bench.pipeline import main
+
+    return main(concurrency=tuple(args.concurrency), seconds=args.seconds,
+                partitions=args.partitions, queues=args.queues)
+
+
 def _bench_stats(args: argparse.Namespace) -> int:
     from ops.bench.statsq import main
 
@@ -450,6 +475,28 @@ def build_parser() -> argparse.ArgumentParser:
                       help="commands in flight over all links")
     bcmd.add_argument("--queues", type=int, default=4, help="queues posted to")
     bcmd.set_defaults(func=_bench_command)
+    bfront = bench_add("front", help="CPU µs per request of a front's own layers, in-process")
+    bfront.add_argument("--requests", type=int, default=5000, help="requests per round")
+    bfront.add_argument("--rounds", type=int, default=5, help="rounds (the median is shown)")
+    bfront.add_argument("--profile", choices=("tottime", "cumtime"),
+                        help="also print a cProfile of one round")
+    bfront.add_argument("only", nargs="*", help="scenarios: post claim delete stats")
+    bfront.add_argument("--server", action="store_true",
+                        help="instead: a real serve --workers N under wrk, CPU per process")
+    bfront.add_argument("--tree", action="append", default=[],
+                        help="--server: a checkout to run (repeat for an A/B; default: this)")
+    bfront.add_argument("--port", type=int, default=8910, help="--server: first port")
+    bfront.add_argument("--workers", type=int, default=2, help="--server: front processes")
+    bfront.add_argument("--seconds", type=int, default=8, help="--server: seconds per run")
+    bfront.set_defaults(func=_bench_front)
+    bpipe = bench_add("pipeline", help="where a durable POST's time goes in the core: per-stage "
+                                       "p50/p99, records per commit round and per batch")
+    bpipe.add_argument("--concurrency", type=int, nargs="+", default=[1, 16],
+                       help="commands in flight (one run each)")
+    bpipe.add_argument("--seconds", type=float, default=5.0, help="measured time per run")
+    bpipe.add_argument("--partitions", type=int, default=16, help="partitions of the log")
+    bpipe.add_argument("--queues", type=int, default=1, help="queues the commands spread over")
+    bpipe.set_defaults(func=_bench_pipeline)
     bstats = bench_add("stats", help="CPU and keys stepped per stats query after 20k claims, "
                                      "rules 5 vs latest")
     bstats.add_argument("--claims", type=int, default=20_000, help="claims in the history")

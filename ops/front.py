@@ -22,6 +22,7 @@ from pathlib import Path
 import uvloop
 from hypercorn.asyncio import serve as hypercorn_serve
 
+from ops import gcpause
 from ops.settings import Settings, SettingsError
 from service.app import create_app
 from service.metrics import Metrics
@@ -67,6 +68,7 @@ async def run(args: argparse.Namespace) -> int:
     core_metrics = CoreMetrics(link, settings.request_timeout + 1.0)
     metrics.fan_in = core_metrics  # one scrape shows every process (service.metricsfanin)
     app = RecordBody(create_app(settings, gateway, history_reader=history, metrics=metrics))
+    gcpause.settle()  # as the core does: no collection walks the startup heap again
     pushing = loop.create_task(core_metrics.push(metrics), name="metrics-push")
     try:
         await hypercorn_serve(app, hypercorn_config(settings, listener),  # type: ignore[arg-type]

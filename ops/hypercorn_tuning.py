@@ -5,11 +5,12 @@
   calls and wakes the client twice. ``CoalescingTCPServer`` collects what a connection writes
   during one event-loop turn and sends it together; a large body still waits for the socket
   to drain, as before.
-* The keep-alive timeout as a timer. Hypercorn restarts a task per request for it (a task
+* The keep-alive timeout as a deadline. Hypercorn restarts a task per request for it (a task
   running ``wait_for(terminated.wait(), keep_alive_timeout)``, cancelled and awaited when the
-  next request starts: three tasks and a cancellation per request). ``IdleTimer`` is one
-  ``call_later`` handle per idle period; ``TimerWorkerContext`` closes every idle connection
-  when the server terminates, as those tasks did.
+  next request starts: three tasks and a cancellation per request). ``IdleTimer`` is a
+  deadline that one periodic sweep per worker (``IdleConnections``) expires — no timer per
+  request either; ``TimerWorkerContext`` closes every idle connection when the server
+  terminates, as those tasks did.
 * The ``date`` header once a second. ``TunedConfig`` formats it when the second changes, not
   per response (the text is the same: an HTTP date has a one-second resolution).
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from hypercorn.asyncio import run as hypercorn_run
@@ -32,6 +33,8 @@ from hypercorn.config import Config
 from hypercorn.events import Event, RawData
 
 HIGH_WATER = 64 * 1024  # bytes buffered in the transport before a send waits for the socket
+MAX_SWEEP_S = 1.0  # idle connections are checked at least this often (see IdleConnections)
+MIN_SWEEP_S = 0.01
 
 
 class TunedConfig(Config):
@@ -50,43 +53,76 @@ class TunedConfig(Config):
         return list(found[1])
 
 
+class IdleConnections:
+    """The keep-alive timers of a worker's idle connections, and one sweep that expires those
+    past their deadline: every ``timeout / 4`` (at most ``MAX_SWEEP_S``) while any connection
+    is idle. A request then costs a set insert and discard, not a timer armed and cancelled
+    (a connection closes at most a quarter of its timeout late)."""
+
+    def __init__(self) -> None:
+        self._timers: set[IdleTimer] = set()
+        self._sweep: asyncio.TimerHandle | None = None
+        self._interval = MAX_SWEEP_S
+
+    def add(self, timer: IdleTimer, timeout: float) -> None:
+        self._timers.add(timer)
+        if self._sweep is None:
+            self._interval = max(MIN_SWEEP_S, min(MAX_SWEEP_S, timeout / 4))
+            self._sweep = asyncio.get_running_loop().call_later(self._interval, self._expire)
+
+    def discard(self, timer: IdleTimer) -> None:
+        self._timers.discard(timer)
+
+    def __iter__(self) -> Iterator[IdleTimer]:
+        return iter(list(self._timers))
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for timer in [t for t in self._timers if t.deadline <= now]:
+            timer.expire()
+        self._sweep = None
+        if self._timers:
+            self._sweep = loop.call_later(self._interval, self._expire)
+
+
 class TimerWorkerContext(WorkerContext):
-    """Hypercorn's worker context, plus the connections idle now (``IdleTimer``): they are
-    closed when the worker terminates, as Hypercorn's idle tasks did (a graceful shutdown
+    """Hypercorn's worker context, plus the connections idle now (``IdleConnections``): they
+    are closed when the worker terminates, as Hypercorn's idle tasks did (a graceful shutdown
     does not wait for them)."""
 
     def __init__(self, max_requests: int | None) -> None:
         super().__init__(max_requests)
-        self.idle: set[IdleTimer] = set()
+        self.idle = IdleConnections()
         self._watch = asyncio.get_running_loop().create_task(self._close_idle_at_end())
 
     async def _close_idle_at_end(self) -> None:
         await self.terminated.wait()
-        for timer in list(self.idle):
+        for timer in self.idle:
             timer.expire()
 
 
 class IdleTimer:
-    """Hypercorn's ``SingleTask`` for the keep-alive timeout, as one timer handle: ``restart``
-    arms it (the connection went idle), ``stop`` disarms it (a request started). When it
-    fires, ``action`` (which closes the connection) runs in a task of the connection's task
-    group."""
+    """Hypercorn's ``SingleTask`` for the keep-alive timeout, as a deadline: ``restart`` sets
+    it (the connection went idle), ``stop`` clears it (a request started), and the worker's
+    ``IdleConnections`` sweep expires it. Then ``action`` (which closes the connection) runs
+    in a task of the connection's task group."""
 
     def __init__(self, context: WorkerContext, timeout: float) -> None:
-        self._idle: set[IdleTimer] = getattr(context, "idle", set())
+        idle = getattr(context, "idle", None)
+        self._idle: IdleConnections = IdleConnections() if idle is None else idle
         self._terminated = context.terminated
         self._timeout = timeout
-        self._handle: asyncio.TimerHandle | None = None
+        self.deadline = float("inf")
         self._armed: tuple[Any, Callable[[], Any]] | None = None
 
     async def restart(self, task_group: Any, action: Callable[[], Any]) -> None:
-        self._disarm()
         self._armed = (task_group, action)
         if self._terminated.is_set():
             self.expire()
             return
-        self._handle = asyncio.get_running_loop().call_later(self._timeout, self.expire)
-        self._idle.add(self)
+        self.deadline = asyncio.get_running_loop().time() + self._timeout
+        self._idle.add(self, self._timeout)
 
     async def stop(self) -> None:
         self._disarm()
@@ -100,9 +136,7 @@ class IdleTimer:
 
     def _disarm(self) -> None:
         self._armed = None
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self.deadline = float("inf")
         self._idle.discard(self)
 
 

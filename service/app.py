@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.middleware import Middleware
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.routing import BaseRoute
 
 from service import (
@@ -41,7 +43,7 @@ from service.middleware import (
 from service.mount import Mount
 from service.ratelimit import RateLimit
 from service.routing import PrematchedRouter, route
-from service.types import Gateway
+from service.types import ASGIApp, Gateway
 
 if TYPE_CHECKING:
     from ops.settings import Settings
@@ -125,6 +127,36 @@ def topic_routes() -> list[BaseRoute]:
     ]
 
 
+class AppState(State):
+    """``app.state`` with plain attributes. Starlette's ``State`` keeps them in a dict behind
+    ``__getattr__``: a Python call on each read, and handlers read the settings and the
+    gateway several times per request. (A missing one still raises ``AttributeError``.)"""
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        object.__setattr__(self, key, value)
+
+    def __delattr__(self, key: str) -> None:
+        object.__delattr__(self, key)
+
+
+class Api(Starlette):
+    """Starlette with ``AppState`` and without ``ExceptionMiddleware``: ``Resource`` renders
+    the handlers' errors where they are raised (``service.errors.rendered``), and no layer
+    between it and the routing middleware raises one; that middleware cost every request a
+    ``send`` wrapper, a ``Request`` and a frame. ``ServerErrorMiddleware`` stays outermost
+    (a 500 for an error outside ``RequestId``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.state = AppState()
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app: ASGIApp = self.router
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return ServerErrorMiddleware(app, debug=self.debug)
+
+
 def create_app(settings: Settings, gateway: Gateway, *,
                history_reader: history.HistorySource | None = None,
                status: NodeStatus | None = None,
@@ -164,8 +196,8 @@ def create_app(settings: Settings, gateway: Gateway, *,
             (MethodCheck, {}),
         ]),
     ]
-    app = Starlette(routes=routes, middleware=middleware,
-                    exception_handlers=dict(EXCEPTION_HANDLERS))
+    app = Api(routes=routes, middleware=middleware,
+              exception_handlers=dict(EXCEPTION_HANDLERS))
     app.router = PrematchedRouter(routes=routes)  # Routing matched already: once per request
     app.state.settings = settings
     app.state.gateway = gateway

@@ -11,9 +11,11 @@ import asyncio
 from typing import Any
 
 from service.errors import error_response
+from service.middleware import RESPONSE_STATUS
 from service.types import ASGIApp, Message, Receive, Scope, Send
 
 TIMEOUT_TITLE = "Request Timeout"
+MAX_SWEEP_S = 1.0  # open body deadlines are checked at least this often
 
 
 class _BodyTimedOut(Exception):
@@ -31,14 +33,15 @@ class BodyTimeout:
     def __init__(self, app: ASGIApp, *, seconds: float = 30.0, **options: Any) -> None:
         self.app = app
         self.seconds = seconds
+        self.open = _OpenDeadlines(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.seconds <= 0:
             await self.app(scope, receive, send)
             return
-        deadline = _Deadline(self.seconds)
+        deadline = _Deadline(self.open, self.seconds)
         complete = False
-        started = False
+        st = scope.setdefault("state", {})
 
         async def timed_receive() -> Message:
             nonlocal complete
@@ -50,16 +53,10 @@ class BodyTimeout:
                 deadline.cancel()
             return message
 
-        async def send_marked(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, timed_receive, send_marked)
+            await self.app(scope, timed_receive, send)
         except _BodyTimedOut:
-            if started:
+            if RESPONSE_STATUS in st:  # a response started (RequestId records it)
                 raise
             response = error_response(
                 408, TIMEOUT_TITLE,
@@ -70,34 +67,71 @@ class BodyTimeout:
             deadline.cancel()
 
 
-class _Deadline:
-    """One timer for all the body reads of a request (``asyncio.timeout`` would arm and
-    disarm one per read): when it fires during a read, that read is cancelled and raises
-    ``_BodyTimedOut``. A read after it fired is cancelled if it has to wait (as a read in
-    ``asyncio.timeout_at`` with a past deadline)."""
-
-    __slots__ = ("_handle", "_reading", "expired")
+class _OpenDeadlines:
+    """The deadlines of the bodies being read, and one sweep that expires those past due:
+    every ``seconds / 4`` (at most ``MAX_SWEEP_S``) while any is open. A request costs a set
+    insert and discard, not a timer armed and cancelled; a 408 comes at most a quarter of
+    the deadline late."""
 
     def __init__(self, seconds: float) -> None:
-        self.expired = False
-        self._reading: asyncio.Task[Any] | None = None
-        self._handle: asyncio.Handle | None = asyncio.get_running_loop().call_later(
-            seconds, self._expire)
+        self._open: set[_Deadline] = set()
+        self._sweep: asyncio.TimerHandle | None = None
+        self._interval = max(0.01, min(MAX_SWEEP_S, seconds / 4))
+
+    def add(self, deadline: _Deadline) -> None:
+        self._open.add(deadline)
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(self._interval, self._expire)
+
+    def discard(self, deadline: _Deadline) -> None:
+        self._open.discard(deadline)
 
     def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for deadline in [d for d in self._open if d.at <= now]:
+            self._open.discard(deadline)
+            deadline.expire()
+        self._sweep = None
+        if self._open:
+            self._sweep = loop.call_later(self._interval, self._expire)
+
+
+class _Deadline:
+    """The deadline of one request's body reads, open in ``_OpenDeadlines`` until the body is
+    complete (``asyncio.timeout`` would arm and disarm a timer per read): when it expires
+    during a read, that read is cancelled and raises ``_BodyTimedOut``. A read after it
+    expired is cancelled if it has to wait (as a read in ``asyncio.timeout_at`` with a past
+    deadline)."""
+
+    __slots__ = ("_late", "_open", "_reading", "at", "expired")
+
+    def __init__(self, open_deadlines: _OpenDeadlines, seconds: float) -> None:
+        self.expired = False
+        self._reading: asyncio.Task[Any] | None = None
+        self._late: asyncio.Handle | None = None
+        self.at = asyncio.get_running_loop().time() + seconds
+        self._open: _OpenDeadlines | None = open_deadlines
+        open_deadlines.add(self)
+
+    def expire(self) -> None:
         self.expired = True
-        self._handle = None
+        self._open = None
+        self._late = None
         if self._reading is not None:
             self._reading.cancel()
 
     def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        if self._open is not None:
+            self._open.discard(self)
+            self._open = None
+        if self._late is not None:
+            self._late.cancel()
+            self._late = None
 
     async def receive(self, receive: Receive) -> Message:
-        if self.expired and self._handle is None:
-            self._handle = asyncio.get_running_loop().call_soon(self._expire)
+        if self.expired and self._late is None:
+            self._late = asyncio.get_running_loop().call_soon(self.expire)
         task = asyncio.current_task()
         self._reading = task
         try:

@@ -18,21 +18,26 @@ if TYPE_CHECKING:
 C = TypeVar("C", bound=Command)
 
 
+# These read the scope straight (``scope["app"]``, ``scope["state"]``), not through
+# ``request.app`` / ``request.state``: a handler asks for them several times per request,
+# and each property and ``State.__getattr__`` on the way was a Python call.
+
+
 def settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.scope["app"].state.settings  # type: ignore[no-any-return]
 
 
 def gateway(request: Request) -> Gateway:
-    return request.app.state.gateway  # type: ignore[no-any-return]
+    return request.scope["app"].state.gateway  # type: ignore[no-any-return]
 
 
 def project(request: Request) -> str:
-    return str(request.state.project)
+    return str(request.scope["state"]["project"])
 
 
 def client_id(request: Request) -> str:
     """The Client-ID; "" for a v1.0 request without one (it is optional there)."""
-    return str(getattr(request.state, "client_id", ""))
+    return str(request.scope["state"].get("client_id", ""))
 
 
 def queue_name(request: Request) -> str:
@@ -72,7 +77,7 @@ def new_id() -> str:
 
 def require_role(request: Request, role: str) -> None:
     """oslo.policy's ``role:<role>`` (case-insensitive), else Zaqar's 403 (§1.3)."""
-    if role not in getattr(request.state, "roles", []):
+    if role not in request.scope["state"].get("roles", []):
         raise HTTPError(403, "Not authorized", "You are not authorized to complete this action.")
 
 

@@ -111,13 +111,26 @@ async def handle_http_error(request: Request, exc: Exception) -> Response:
 
 
 async def handle_starlette_http_exception(request: Request, exc: Exception) -> Response:
-    """Framework errors (should not happen past routing) in falcon's ``"<code> <phrase>"``."""
     assert isinstance(exc, HTTPException)
+    return framework_error(exc)
+
+
+def framework_error(exc: HTTPException) -> Response:
+    """Framework errors (should not happen past routing) in falcon's ``"<code> <phrase>"``."""
     from http import HTTPStatus
 
     phrase = HTTPStatus(exc.status_code).phrase
     return error_response(exc.status_code, f"{exc.status_code} {phrase}", None,
                           exc.headers or None)
+
+
+def rendered(exc: Exception) -> Response | None:
+    """The response ``EXCEPTION_HANDLERS`` give ``exc``, without a request (None: none does)."""
+    if isinstance(exc, HTTPError):
+        return exc.response()
+    if isinstance(exc, HTTPException):
+        return framework_error(exc)
+    return None
 
 
 EXCEPTION_HANDLERS = {

@@ -27,7 +27,8 @@ from log import Log
 from projections import queries
 from projections.snapshots import SnapshotInfo
 from projections.store import View
-from service.types import Message, Receive, Scope, Send
+from service.middleware import RESPONSE_STATUS
+from service.types import Receive, Scope, Send
 
 access_logger = logging.getLogger("marconi.access")
 
@@ -440,7 +441,8 @@ class RequestMetrics:
     status (500s included).
 
     The route template comes from ``scope["state"]["route"]`` (set by ``Routing``): labels
-    stay bounded whatever paths clients send.
+    stay bounded whatever paths clients send. The status is the one ``RequestId`` saw start
+    (``service.middleware.RESPONSE_STATUS``); none started counts as 500.
     """
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Any], *, metrics: Metrics,
@@ -454,19 +456,12 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
         st = scope.setdefault("state", {})
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, send)
         finally:
             elapsed = time.perf_counter() - started
+            status = st.get(RESPONSE_STATUS, 500)  # RequestId, inside, records it
             route = st.get("route", UNMATCHED)
             self.metrics.observe(scope["method"], route, status, elapsed)  # labels bounded
             if self.access_log:

@@ -5,7 +5,8 @@ Zaqar checks) and ``service.metrics.RequestMetrics`` (counts and times every req
 the access log line):
 
 1. ``RequestId`` — ``x-openstack-request-id`` on every response (and in every log line
-   written meanwhile, via ``request_id_var``); unknown errors become 500.
+   written meanwhile, via ``request_id_var``); unknown errors become 500. The only layer
+   that wraps ``send``: it records the response status for the others (``RESPONSE_STATUS``).
    (``service.bodytimeout.BodyTimeout`` follows: 408 for a body trickled past its deadline.)
 2. ``Auth`` — static tokens (401) or noauth's X-Roles; ``/`` is open; a request carrying
    ``URL-Signature`` is authenticated by a valid signature only (else 404), in every mode.
@@ -46,6 +47,7 @@ from starlette.routing import BaseRoute, Match, Route
 from service import signing
 from service.context import random16
 from service.errors import INTERNAL, error_response, route_not_found
+from service.headers import request_headers
 from service.routing import MATCHED, Resource, method_not_allowed
 from service.types import ASGIApp, Message, Receive, Scope, Send
 from service.validation import valid_project, valid_queue_name
@@ -65,41 +67,16 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "marconi_request_id", default=None)
 
 
+# Request state: the status of the response once it has started. ``RequestId`` is the one
+# layer that wraps ``send`` (it adds its header); the layers that need to know whether, or
+# with what status, a response started (``RequestMetrics``, ``BodyTimeout``) read this
+# instead of each wrapping ``send`` again.
+RESPONSE_STATUS = "response_status"
+
+
 def state(scope: Scope) -> dict[str, Any]:
     """The per-request state dict (``request.state`` in handlers)."""
     return scope.setdefault("state", {})
-
-
-class RequestHeaders(Headers):
-    """Starlette's ``Headers`` with dict lookups, built once per layer: the checks mostly ask
-    for headers a request does not carry, and ``Headers.get`` finds that out by scanning
-    every header and raising and catching a ``KeyError``. First value wins, as there."""
-
-    def __init__(self, scope: Scope) -> None:
-        super().__init__(scope=scope)
-        self._first = {key.decode("latin-1"): value.decode("latin-1")
-                       for key, value in reversed(scope["headers"])}  # the first one wins
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._first.get(key.lower(), default)
-
-    def __getitem__(self, key: str) -> str:
-        return self._first[key.lower()]
-
-    def __contains__(self, key: Any) -> bool:
-        return isinstance(key, str) and key.lower() in self._first
-
-
-def request_headers(scope: Scope) -> RequestHeaders:
-    """The request's ``RequestHeaders``, built once per request (again only if a layer
-    replaced the headers, as token auth does with X-Project-ID)."""
-    st = state(scope)
-    cached = st.get("headers")
-    if cached is not None and cached[0] is scope["headers"]:
-        return cached[1]  # type: ignore[no-any-return]
-    headers = RequestHeaders(scope)  # (which makes scope["headers"] a list of its own)
-    st["headers"] = (scope["headers"], headers)
-    return headers
 
 
 class _Check:
@@ -170,15 +147,14 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         request_id = new_request_id()
-        state(scope)["request_id"] = request_id
+        st = state(scope)
+        st["request_id"] = request_id
         token = request_id_var.set(request_id)
-        started = False
         header = (b"x-openstack-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
+                st[RESPONSE_STATUS] = int(message["status"])
                 message["headers"] = [*message.get("headers", ()), header]  # a list of its own
             await send(message)
 
@@ -189,7 +165,7 @@ class RequestId:
         except Exception as exc:
             logger.exception("%s: %s %s failed", request_id, scope.get("method"),
                              scope.get("path"))
-            if not started:
+            if RESPONSE_STATUS not in st:
                 response = error_response(500, INTERNAL, str(exc) or type(exc).__name__)
                 await response(scope, receive, send_with_id)
         finally:
@@ -213,12 +189,12 @@ class Routing:
             await route_not_found()(scope, receive, send)
             return
         template, resource, params, matched = found
-        state(scope)["route"] = template
+        st = state(scope)
+        st["route"] = template
         if scope["method"] == "OPTIONS":
             await Response(status_code=200, headers={"Allow": resource.allow_header})(
                 scope, receive, send)
             return
-        st = state(scope)
         st["allowed"] = resource.allowed_methods
         st["path_params"] = params
         st["api"] = resource.api  # the version's pipeline rules (None: v2's)
@@ -227,26 +203,45 @@ class Routing:
 
 
 class RoutesBySlashes:
-    """The routes that can match a path, by its number of ``/`` and its first two segments:
-    a ``{param}`` matches no ``/``, so ``/v2/queues/{queue_name}/messages`` only ever matches
-    paths with four ``/`` that start ``/v2/queues/``. Routes this cannot tell about (other
-    convertors, a parameter in the first two segments, mounts) are candidates for every
-    path; each list keeps the routes' order, so the first match is the one a scan of all
-    routes finds."""
+    """The routes that can match a path, by its number of ``/``, its first two segments and
+    its last one: a ``{param}`` matches no ``/``, so ``/v2/queues/{queue_name}/messages``
+    only ever matches paths with four ``/`` that start ``/v2/queues/`` and end ``/messages``
+    (a route whose last segment has a parameter is a candidate whatever that segment is).
+    Routes this cannot tell about (other convertors, a parameter in the first two segments,
+    mounts) are candidates for every path; each list keeps the routes' order, so the first
+    match is the one a scan of all routes finds — and on the hot paths, the only one tried."""
 
     def __init__(self, routes: Sequence[BaseRoute]) -> None:
         known = {id(r): _key(r.path) for r in routes if isinstance(r, Route) and _indexable(r)}
+        last = {id(r): _literal_last(r.path) for r in routes if id(r) in known}
         self._any = [r for r in routes if id(r) not in known]
-        self._by_key = {key: [r for r in routes if known.get(id(r), key) == key]
-                        for key in set(known.values())}
+        self._by_key: dict[tuple[int, tuple[str, ...]],
+                           tuple[dict[str, list[BaseRoute]], list[BaseRoute]]] = {}
+        for key in set(known.values()):
+            bucket = [r for r in routes if known.get(id(r), key) == key]
+            ends = {last[id(r)] for r in bucket if last.get(id(r)) is not None}
+            by_end = {end: [r for r in bucket if last.get(id(r)) in (None, end)]
+                      for end in ends if end is not None}
+            self._by_key[key] = (by_end, [r for r in bucket if last.get(id(r)) is None])
 
     def of(self, path: str) -> Sequence[BaseRoute]:
         # a pattern's ``$`` also matches before one final newline: the key ignores it
-        return self._by_key.get(_key(path[:-1] if path.endswith("\n") else path), self._any)
+        path = path[:-1] if path.endswith("\n") else path
+        found = self._by_key.get(_key(path))
+        if found is None:
+            return self._any
+        by_end, any_end = found
+        return by_end.get(path.rsplit("/", 1)[-1], any_end)
 
 
 def _key(path: str) -> tuple[int, tuple[str, ...]]:
     return path.count("/"), tuple(path.split("/", 3)[1:3])
+
+
+def _literal_last(template: str) -> str | None:
+    """A template's last segment when it has no parameter (None when it has)."""
+    end = template.rsplit("/", 1)[-1]
+    return None if "{" in end else end
 
 
 def _indexable(route: Route) -> bool:
@@ -464,7 +459,8 @@ class ClientId(_Check):
         if scope["path"] == ROOT:
             return None
         raw = headers.get("client-id")
-        api = state(scope).get("api")
+        st = state(scope)
+        api = st.get("api")
         optional = api is not None and not api.client_id_required  # v1.0: UUID if present
         if raw is None and optional:
             return None
@@ -482,7 +478,7 @@ class ClientId(_Check):
                     400, f"Length of client id must be at least {self.min_length} and no "
                          f"greater than {self.max_length}.")
             client_id = raw
-        state(scope)["client_id"] = client_id
+        st["client_id"] = client_id
         return None
 
 
@@ -501,9 +497,10 @@ class ProjectId(_Check):
         if scope["path"] == ROOT:
             return None
         project = headers.get("x-project-id")
-        api = state(scope).get("api")
+        st = state(scope)
+        api = st.get("api")
         if project is None and api is not None and not api.project_required:
-            state(scope)["project"] = GLOBAL_PROJECT  # v1.0's namespace without a project
+            st["project"] = GLOBAL_PROJECT  # v1.0's namespace without a project
             return None
         if project is None:
             return error_response(400, "Project-Id Missing",
@@ -513,7 +510,7 @@ class ProjectId(_Check):
                 400, "Empty project header not allowed",
                 "X-PROJECT-ID cannot be an empty string. Specify the right header "
                 "X-PROJECT-ID and retry.")
-        state(scope)["project"] = project
+        st["project"] = project
         return None
 
 

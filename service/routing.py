@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route, Router
 
-from service.errors import error_response
+from service.errors import HTTPError, error_response, rendered
 from service.types import Handler, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -55,7 +56,10 @@ class Resource:
         if handler is None:  # the routing middleware answers first; kept for safety
             response = method_not_allowed(self.allowed)
         else:
-            response = await handler(Request(scope, receive, send))
+            try:
+                response = await handler(Request(scope, receive, send))
+            except (HTTPError, HTTPException) as exc:  # what EXCEPTION_HANDLERS render
+                response = rendered(exc)  # type: ignore[assignment]
         await response(scope, receive, send)
 
 
@@ -80,15 +84,17 @@ MATCHED = "matched"  # request state: (route, child scope) the routing middlewar
 
 
 class PrematchedRouter(Router):
-    """Starlette's router, except that the route the routing middleware already matched
-    (``state["matched"]``) is handled directly rather than matched a second time."""
+    """Starlette's router, except that the resource the routing middleware already matched
+    (``state["matched"]``) is called directly rather than matched a second time. (A
+    ``Route`` of a ``Resource`` has no methods of its own: its ``handle`` only calls it.)"""
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         matched = scope.get("state", {}).pop(MATCHED, None) if scope["type"] == "http" else None
         if matched is None:
             await super().app(scope, receive, send)
             return
-        route, child = matched
+        _, child = matched
         scope.setdefault("router", self)
         scope.update(child)
-        await route.handle(scope, receive, send)
+        await child["endpoint"](scope, receive, send)
+

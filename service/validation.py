@@ -20,6 +20,7 @@ from starlette.requests import Request
 
 from projections.metadata import Limits, validate
 from service.errors import INVALID_PARAM, HTTPError, bad_body, bad_request
+from service.headers import request_headers
 
 if TYPE_CHECKING:
     from ops.settings import Settings
@@ -60,7 +61,7 @@ _LONG_DIGITS = re.compile(rb"[0-9]{19,}")
 
 def content_length(request: Request) -> int | None:
     """The Content-Length header as an int (None when absent or malformed)."""
-    raw = request.headers.get("content-length")
+    raw = request_headers(request.scope).get("content-length")
     if raw is None:
         return None
     try:

@@ -294,3 +294,32 @@ async def test_the_core_finds_an_outcome_without_reading_the_partition_meta(
     r = await split.front.post("/v2/queues/q/claims", json={"ttl": 60, "grace": 60})
     assert r.status_code == 201, r.text
     assert r.json()["messages"][0]["body"] == 7
+
+
+async def test_a_call_the_core_leaves_unanswered_times_out_and_a_late_answer_is_dropped(
+        tmp_path: Path) -> None:
+    """The deadline sweep fails a call past its timeout; the other calls still get theirs."""
+    held: list[tuple[int, asyncio.StreamWriter]] = []
+
+    async def silent_core(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        frames = W.FrameReader()
+        while data := await reader.read(65536):
+            for rid, _, payload in frames.feed(data):
+                if payload == b"answer":
+                    writer.write(W.frame(rid, W.OUTCOME, b"ok"))
+                else:
+                    held.append((rid, writer))
+
+    server = await asyncio.start_unix_server(silent_core, str(tmp_path / "core.sock"))
+    link = await CoreLink.connect(str(tmp_path / "core.sock"))
+    try:
+        with pytest.raises(TimeoutError):
+            await link.call(W.EXECUTE, b"hold", 0.05)
+        assert await link.call(W.EXECUTE, b"answer", 5.0) == (W.OUTCOME, b"ok")
+        rid, writer = held[0]
+        writer.write(W.frame(rid, W.OUTCOME, b"late"))  # for a call that gave up: ignored
+        assert await link.call(W.EXECUTE, b"answer", 5.0) == (W.OUTCOME, b"ok")
+        assert link._pending == {}
+    finally:
+        link.close()
+        server.close()
