@@ -138,6 +138,14 @@ def _bench_core(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_command(args: argparse.Namespace) -> int:
+    from ops.bench.command import main
+
+    main(commands=args.commands, partitions=args.partitions, fronts=args.fronts,
+         concurrency=args.concurrency, queues=args.queues)
+    return 0
+
+
 def _bench_front(args: argparse.Namespace) -> int:
     if args.server:
         from pathlib import Path
@@ -464,6 +472,15 @@ def build_parser() -> argparse.ArgumentParser:
     bcore.add_argument("--commands", type=int, default=50_000, help="commands folded")
     bcore.add_argument("--partitions", type=int, default=4, help="partitions of the log")
     bcore.set_defaults(func=_bench_core)
+    bcmd = bench_add("command", help="the core's CPU per command (post, claim, delete), over "
+                                     "its socket and in-process, with records and keys written")
+    bcmd.add_argument("--commands", type=int, default=4000, help="commands a phase")
+    bcmd.add_argument("--partitions", type=int, default=16, help="partitions of the log")
+    bcmd.add_argument("--fronts", type=int, default=2, help="links to the core (fronts)")
+    bcmd.add_argument("--concurrency", type=int, default=16,
+                      help="commands in flight over all links")
+    bcmd.add_argument("--queues", type=int, default=4, help="queues posted to")
+    bcmd.set_defaults(func=_bench_command)
     bfront = bench_add("front", help="CPU µs per request of a front's own layers, in-process")
     bfront.add_argument("--requests", type=int, default=5000, help="requests per round")
     bfront.add_argument("--rounds", type=int, default=5, help="rounds (the median is shown)")

@@ -23,7 +23,13 @@ from typing import Any, cast
 
 import orjson
 
-from projections.commands import COMMAND_TYPES, VERSION, Command, CommandDecodeError, decode
+from projections.commands import (
+    COMMAND_TYPES,
+    VERSION,
+    Command,
+    CommandDecodeError,
+    decode_to_append,
+)
 from service import corewire as W
 from service import metricsfanin as fanin
 from service.errors import HTTPError, bad_request
@@ -32,13 +38,9 @@ logger = logging.getLogger("marconi.core")
 
 
 def parse_command(record: bytes) -> tuple[type[Command], str, str, str, dict[str, Any]]:
-    """The type, id, project, queue and fields of a front's encoded command (``bad_request``
-    for anything else).
-
-    The shape is checked first (``decode`` would fail with a 500 on some of it), then the
-    record is decoded as apply will read it back from the log, so nothing apply cannot decode
-    is appended. The time is stamped into the JSON fields: no second dataclass, no encode.
-    """
+    """The type, id, project, queue and fields of a front's encoded command, its shape checked
+    (``bad_request`` otherwise): ``decode`` would fail with a 500 on some of it. The record
+    itself is checked once stamped (``stamped_record``)."""
     try:
         fields = orjson.loads(record)
     except orjson.JSONDecodeError:
@@ -51,11 +53,21 @@ def parse_command(record: bytes) -> tuple[type[Command], str, str, str, dict[str
     if not (isinstance(command_id, str) and isinstance(project, str)
             and isinstance(queue, str) and "time_ms" in fields):
         raise bad_request(f"not a command: a {kind.TAG} without id, project, queue or time")
+    return kind, command_id, project, queue, fields
+
+
+def stamped_record(fields: dict[str, Any], time_ms: int) -> bytes:
+    """The record to append: the fields with the core's time stamped in (no dataclass, no
+    encode), decoded as apply will read it back from the log, so nothing apply cannot decode
+    is appended — and apply takes that decoded command instead of decoding the record again
+    (``commands.decode_to_append``)."""
+    fields["time_ms"] = time_ms
+    record = orjson.dumps(fields)
     try:
-        decode(record)
+        decode_to_append(record)
     except CommandDecodeError as exc:
         raise bad_request(f"not a command: {exc}") from None
-    return kind, command_id, project, queue, fields
+    return record
 
 
 class CoreConnection(asyncio.Protocol):
@@ -147,9 +159,9 @@ class CoreServer:
         kind, command_id, project, queue, fields = parse_command(record)
         gateway = self.app.state.gateway
         partition = gateway.partition_of(project, queue)
-        stamp = fields["time_ms"] = gateway.now_ms(partition)
+        stamp = gateway.now_ms(partition)
         outcome = await gateway.execute_record(partition, kind, command_id,
-                                               orjson.dumps(fields))
+                                               stamped_record(fields, stamp), stamp)
         return W.U64.pack(stamp) + outcome
 
     async def metrics(self, conn: CoreConnection, payload: bytes) -> bytes:

@@ -41,7 +41,7 @@ from projections.commands import (
     UpdateClaim,
     UpdateQueue,
     UpdateSubscription,
-    decode,
+    decode_appended,
 )
 from projections.overlay import Overlay
 from projections.rules import claims, messages, outcomes, queues, subscriptions, upkeep, versions
@@ -122,7 +122,7 @@ def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> None:
     meta["offset"] = offset
     meta["crc"] = zlib.crc32(record)
     try:
-        cmd = decode(record)
+        cmd = decode_appended(record)
     except ValueError as exc:
         _quarantine(tx, partition, offset, record, f"decode: {exc}", meta)
         return

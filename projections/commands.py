@@ -299,3 +299,31 @@ def decode(record: bytes) -> Command:
         return cls(**data)
     except TypeError as exc:
         raise CommandDecodeError(f"bad {cls.TAG} command: {exc}") from exc
+
+
+DECODED_MAX = 4096
+"""Records ``decode_to_append`` keeps at most: those appended and not folded yet (a failed
+append leaves its entry behind until the next clear)."""
+
+_decoded: dict[bytes, Command] = {}
+
+
+def decode_to_append(record: bytes) -> Command:
+    """``decode``, for a record about to be appended: the command is kept for the fold of that
+    record (``decode_appended``), so the core's check and apply decode it once between them.
+
+    Kept by the record's bytes, so the fold gets exactly what decoding the bytes it read from
+    the log gives (nothing the log does not hold), or decodes them itself if the entry is gone.
+    """
+    cmd = decode(record)
+    if len(_decoded) >= DECODED_MAX:
+        _decoded.clear()
+    _decoded[record] = cmd
+    return cmd
+
+
+def decode_appended(record: bytes) -> Command:
+    """``decode`` of a record read back from the log; the command ``decode_to_append`` kept
+    for these bytes if there is one (taken once: apply may change what it holds)."""
+    cmd = _decoded.pop(record, None)
+    return decode(record) if cmd is None else cmd

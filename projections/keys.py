@@ -9,6 +9,7 @@ Integers are big-endian u64, so byte order is numeric order.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from functools import lru_cache
 
 U16 = struct.Struct(">H")
@@ -53,8 +54,7 @@ QUARANTINE = 0x7F
 INCARNATION_KINDS = (MSG, MSGID, FREE, QEXP, CLAIM, QCLEXP, DELAYED, QEXB, QCLB, QSEQB)
 
 
-def u64(n: int) -> bytes:
-    return U64.pack(n)
+u64: Callable[[int], bytes] = U64.pack  # big-endian u64; the bound method: no frame per key
 
 
 @lru_cache(maxsize=65536)

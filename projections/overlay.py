@@ -67,15 +67,20 @@ class Overlay:
         return list(self._ranges)
 
     def _stage(self, key: bytes, value: bytes | None) -> None:
-        if self._journal is not None:
-            previous = self._fresh.get(key, _MISSING)
+        # A key is pending in at most one of ``_fresh`` and ``_pending``: one or two lookups
+        # find where it goes and, for a savepoint's journal, what it was.
+        fresh = self._fresh
+        previous = fresh.get(key, _MISSING)
+        if previous is _MISSING:
+            previous = self._pending.get(key, _MISSING)
             if previous is _MISSING:
-                previous = self._pending.get(key, _MISSING)
-            self._journal.append((key, previous))
-        if key in self._pending:
-            self._pending[key] = value
+                fresh[key] = value
+            else:
+                self._pending[key] = value
         else:
-            self._fresh[key] = value
+            fresh[key] = value
+        if self._journal is not None:
+            self._journal.append((key, previous))
         self._version += 1
 
     def _sort_fresh(self) -> None:

@@ -333,8 +333,19 @@ def outcome(view: View, partition: int, command_id: str) -> dict[str, Any] | Non
     return None if raw is None else _loads(raw)
 
 
-def outcome_raw(view: View, partition: int, command_id: str) -> bytes | None:
-    """The outcome as apply stored it (JSON): what the core of ``--workers N`` relays."""
+def outcome_raw(view: View, partition: int, command_id: str,
+                time_ms: int | None = None) -> bytes | None:
+    """The outcome as apply stored it (JSON): what the core of ``--workers N`` relays.
+
+    ``time_ms``, the command's stamped time: from rules 7 its outcome is under the generation
+    of its effective time, which is that time unless a later-stamped command was applied
+    before it — so looked for there first, in one point read without the meta record (an id
+    has one outcome in the window: any key found is it).
+    """
+    if time_ms is not None:
+        raw = view.get(K.outcome_in(partition, outcomes.generation(time_ms), command_id))
+        if raw is not None:
+            return raw
     meta = read_meta(view, partition)
     if "og" in meta:  # rules >= 7: by generation (``rules.outcomes``)
         return outcomes.find(view, partition, meta, meta["time"], command_id)

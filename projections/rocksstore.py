@@ -270,7 +270,10 @@ class RocksStore:
         return db
 
     def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self._live().get(key)
+        db = self._db  # ``_live`` inlined: the fold makes several gets per command
+        if db is None:
+            raise StoreClosedError(f"store {self._path!r} is closed")
+        value: bytes | None = db.get(key)
         return value
 
     def scan(

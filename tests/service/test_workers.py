@@ -243,6 +243,59 @@ async def test_a_record_that_is_no_command_is_refused_before_the_log(
     assert await split.core.ends() == before
 
 
+async def test_the_core_decodes_a_command_once_and_apply_folds_what_the_log_holds(
+        split: Split, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core's check and apply share one decode of the record appended; a fold of the
+    same log into a fresh store (no kept command) decodes the record itself, to the same."""
+    from projections import commands, queries
+    from projections.memstore import MemoryStore
+    from projections.runner import digest_partition, fold
+
+    decodes = 0
+    plain = commands.decode
+
+    def counting(record: bytes) -> commands.Command:
+        nonlocal decodes
+        decodes += 1
+        return plain(record)
+
+    monkeypatch.setattr(commands, "decode", counting)
+    r = await split.front.post("/v2/queues/q/messages", json={"messages": [{"body": 7}]})
+    assert r.status_code == 201, r.text
+    assert decodes == 1
+    p = split.core.gateway.partition_of(PROJECT, "q")
+    fresh = MemoryStore()
+    await fold(split.core.log, fresh, p, 0)
+    assert decodes > 1  # the rebuild found nothing kept: it decoded what the log holds
+    assert digest_partition(fresh, p) == digest_partition(split.core.store, p)
+    cmd = commands.decode(next(rec.value for rec in await split.core.log.read(p, 0, 1000)
+                               if b"messages.post" in rec.value))
+    assert queries.outcome(fresh, p, cmd.id) == queries.outcome(split.core.store, p, cmd.id)
+
+
+async def test_the_core_finds_an_outcome_without_reading_the_partition_meta(
+        split: Split, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outcome is looked up under its stamped time's generation first: per command the
+    core reads the meta record once (its clock), not again for the outcome."""
+    from projections import queries
+
+    reads = 0
+    plain = queries.read_meta
+
+    def counting(view: object, partition: int) -> dict:
+        nonlocal reads
+        reads += 1
+        return plain(view, partition)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(queries, "read_meta", counting)
+    r = await split.front.post("/v2/queues/q/messages", json={"messages": [{"body": 7}]})
+    assert r.status_code == 201, r.text
+    assert reads == 1
+    r = await split.front.post("/v2/queues/q/claims", json={"ttl": 60, "grace": 60})
+    assert r.status_code == 201, r.text
+    assert r.json()["messages"][0]["body"] == 7
+
+
 async def test_a_call_the_core_leaves_unanswered_times_out_and_a_late_answer_is_dropped(
         tmp_path: Path) -> None:
     """The deadline sweep fails a call past its timeout; the other calls still get theirs."""
