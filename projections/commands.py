@@ -302,10 +302,19 @@ def decode(record: bytes) -> Command:
 
 
 DECODED_MAX = 4096
-"""Records ``decode_to_append`` keeps at most: those appended and not folded yet (a failed
-append leaves its entry behind until the next clear)."""
+DECODED_MAX_BYTES = 16 << 20
+"""Records ``decode_to_append`` keeps at most, by count and by their bytes: those appended
+and not folded yet. A failed append leaves its entry behind until the next clear, so while
+the disk refuses writes large posts would otherwise pile up to 4,096 records of any size."""
 
-_decoded: dict[bytes, Command] = {}
+
+class _Kept(dict[bytes, Command]):
+    """The kept commands by record, with the bytes of those records (``size``)."""
+
+    size = 0
+
+
+_decoded = _Kept()
 
 
 def decode_to_append(record: bytes) -> Command:
@@ -316,9 +325,11 @@ def decode_to_append(record: bytes) -> Command:
     the log gives (nothing the log does not hold), or decodes them itself if the entry is gone.
     """
     cmd = decode(record)
-    if len(_decoded) >= DECODED_MAX:
+    if len(_decoded) >= DECODED_MAX or _decoded.size + len(record) > DECODED_MAX_BYTES:
         _decoded.clear()
+        _decoded.size = 0
     _decoded[record] = cmd
+    _decoded.size += len(record)
     return cmd
 
 
@@ -326,4 +337,7 @@ def decode_appended(record: bytes) -> Command:
     """``decode`` of a record read back from the log; the command ``decode_to_append`` kept
     for these bytes if there is one (taken once: apply may change what it holds)."""
     cmd = _decoded.pop(record, None)
-    return decode(record) if cmd is None else cmd
+    if cmd is None:
+        return decode(record)
+    _decoded.size -= len(record)
+    return cmd
