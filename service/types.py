@@ -45,6 +45,11 @@ class Gateway(Protocol):
         """The time to stamp on a command for ``partition``: never behind its log time."""
         ...
 
+    def now_for(self, project: str, queue: str) -> int:
+        """``now_ms`` of the queue's partition (a gateway whose stamp is provisional need not
+        hash the queue to a partition for it)."""
+        ...
+
     async def execute(self, cmd: Command) -> Outcome:
         """Append ``cmd`` durably, wait until it is applied, return its recorded outcome."""
         ...
