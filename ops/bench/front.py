@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import os
 import pstats
 import statistics
 import tempfile
@@ -159,7 +160,7 @@ async def _run(requests: int, rounds: int, profile: str | None,
         results.append((s.name, statistics.median(costs), costs, calls))
         if profile:
             print(f"--- {s.name}")
-            stats.sort_stats(profile).print_stats(30)
+            stats.sort_stats(profile).print_stats(int(os.environ.get("MARCONI_PROFILE_ROWS", "30")))
     return results
 
 

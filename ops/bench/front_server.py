@@ -1,5 +1,5 @@
 """``marconi bench front --server``: CPU per request of each process of a real
-``marconi serve --workers N`` under wrk (one-message POSTs).
+``marconi serve --workers N`` under wrk (POSTs of ``messages`` messages, one by default).
 
 Wall-clock rates on a shared machine say little; CPU time does: each process's user+system
 time (``/proc/<pid>/stat``) over the requests wrk completed. The fronts are summed (the
@@ -78,10 +78,10 @@ def measure(port: int, pids: list[int], seconds: int, connections: int,
 
 
 def main(trees: list[Path], port: int = 8910, workers: int = 2, seconds: int = 8,
-         connections: int = 16, runs: int = 3) -> None:
+         connections: int = 16, runs: int = 3, messages: int = 1) -> None:
     work = Path(tempfile.mkdtemp(prefix="marconi-bench-front-server-"))
     script = work / "post.lua"
-    script.write_text(post(1))
+    script.write_text(post(messages))
     results: dict[str, list[tuple[float, float, int]]] = {str(t): [] for t in trees}
     for _ in range(runs):
         for i, tree in enumerate(trees):  # alternate: each run of each tree in the same minute
@@ -100,7 +100,7 @@ def main(trees: list[Path], port: int = 8910, workers: int = 2, seconds: int = 8
             results[str(tree)].append((front, core, n))
             print(f"{tree}: front {front:.0f} µs/req (sum of {len(fronts)}), core {core:.0f}, "
                   f"{n} requests", file=sys.stderr)
-    print(f"--workers {workers}, wrk -t1 -c{connections} {seconds}s one-message POSTs: "
+    print(f"--workers {workers}, wrk -t1 -c{connections} {seconds}s {messages}-message POSTs: "
           f"CPU µs/request, median of {runs}")
     for tree, rows in results.items():
         fronts = sorted(r[0] for r in rows)
