@@ -155,7 +155,8 @@ def _bench_front(args: argparse.Namespace) -> int:
         here = Path(__file__).resolve().parent.parent
         trees = [Path(t).resolve() for t in args.tree] or [here]
         server_main(trees, port=args.port, workers=args.workers, seconds=args.seconds,
-                    runs=args.rounds, messages=args.messages)
+                    runs=args.rounds, messages=args.messages,
+                    scenario=args.scenario)
         return 0
     from ops.bench.front import main
 
@@ -495,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     bfront.add_argument("--workers", type=int, default=2, help="--server: front processes")
     bfront.add_argument("--seconds", type=int, default=8, help="--server: seconds per run")
     bfront.add_argument("--messages", type=int, default=1, help="--server: messages per POST")
+    bfront.add_argument("--scenario", default="post", choices=("post", "claim", "delete", "stats"),
+                        help="--server: the request repeated (default: a POST)")
     bfront.set_defaults(func=_bench_front)
     bpipe = bench_add("pipeline", help="where a durable POST's time goes in the core: per-stage "
                                        "p50/p99, records per commit round and per batch")

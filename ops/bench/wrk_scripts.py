@@ -1,6 +1,7 @@
 """The wrk Lua scripts of ``marconi bench compare`` (the queue comes from ``WRK_QUEUE``).
 
 * ``post(n)``: POST ``n`` small messages per request.
+* ``one(method, path, body)``: the same request again and again (``path`` under the queue).
 * ``CLAIM_DELETE``: a consumer loop — claim up to 10 messages, then delete each one with its
   claim id (deletes go first). ``done`` prints what wrk itself does not know, from the
   answers: messages *claimed* (hrefs in 201 claim bodies) and *deleted* (DELETEs answered
@@ -31,6 +32,14 @@ wrk.path = base .. "/messages"
 wrk.headers = headers
 wrk.body = '{body}'
 """
+
+
+def one(method: str, path: str, body: str | None = None) -> str:
+    return _HEADERS + f"""
+wrk.method = "{method}"
+wrk.path = base .. "{path}"
+wrk.headers = headers
+""" + ("" if body is None else f"wrk.body = '{body}'\n")
 
 
 CLAIM_DELETE = _HEADERS + """
