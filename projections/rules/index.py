@@ -290,9 +290,16 @@ def _free_keys(tx: Overlay, free_scope: bytes, q: dict[str, Any], start: int) ->
 
     A message coming back (claim dropped) far behind the free head would otherwise make the
     next claim walk every tombstone between it and the head, once per return (rules >= 2).
+
+    One scan serves key after key while the gaps leave its range alone: after ``seq`` it
+    yields the first key from ``seq + 1`` before its stop, exactly what a fresh scan would
+    (issue 15: an iterator per key taken was most of a claim's cost). A new one starts only
+    where a gap moves the position or the next gap ahead moves the stop.
     """
     pos = start
     end = K.prefix_end(free_scope)
+    scan: Iterator[tuple[bytes, bytes]] | None = None
+    scan_at, scan_stop = -1, b""  # where the open scan goes on from, and its stop
     while True:
         gaps = q.get("gaps") or []
         for a, b in gaps:
@@ -300,17 +307,20 @@ def _free_keys(tx: Overlay, free_scope: bytes, q: dict[str, Any], start: int) ->
                 pos = b
         ahead = [a for a, _ in gaps if a > pos]
         stop = free_scope + K.u64(min(ahead)) if ahead else end
-        found = next(iter(tx.scan(free_scope + K.u64(pos), stop)), None)
+        if scan is None or pos != scan_at or stop != scan_stop:
+            scan, scan_stop = iter(tx.scan(free_scope + K.u64(pos), stop)), stop
+        found = next(scan, None)
         if found is None:
             if not ahead:
                 return
             note_gap(q, pos, min(ahead))
+            scan = None
             continue
         key = found[0]
         seq = K.U64.unpack_from(key, len(free_scope))[0]
         if seq > pos:
             note_gap(q, pos, seq)
-        pos = seq + 1
+        pos = scan_at = seq + 1
         yield key
 
 
