@@ -12,7 +12,6 @@ from typing import Any
 
 from projections import keys as K
 from projections.overlay import Overlay
-from projections.rules import buckets
 from projections.rules.state import (
     MAX_SECONDS,
     Context,
@@ -43,7 +42,7 @@ def count_expiry(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str
                  expires: int, delta: int) -> None:
     """One message more (or fewer) expiring at ``expires``, for stats' expired-unswept count."""
     if tracked(ctx, q):
-        buckets.add(tx, scope(ctx, K.QEXB, project, name, q), expires, delta)
+        ctx.tally.add(tx, scope(ctx, K.QEXB, project, name, q), expires, delta)
 
 
 def count_held(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
@@ -52,7 +51,7 @@ def count_held(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, 
     total over every claim present, expired or not, so stats answer without a claim scan."""
     if tracked(ctx, q) and delta:
         q["ch"] += delta
-        buckets.add(tx, scope(ctx, K.QCLB, project, name, q), expires, delta)
+        ctx.tally.add(tx, scope(ctx, K.QCLB, project, name, q), expires, delta)
 
 
 def track(ctx: Context, q: dict[str, Any]) -> None:
