@@ -95,12 +95,18 @@ def advance_head(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str
         return
     start = head + 1 if removed == head else head
     prefix = scope(ctx, K.MSG, project, name, q)
-    found = next(iter(tx.scan(prefix + K.u64(start), prefix + K.u64(start + HEAD_SPAN))), None)
+    # A post's messages have consecutive seqs, so the next one is most often there: a point
+    # read finds what the scan would find first, without opening an iterator (issue 15).
+    nearest = prefix + K.u64(start)
+    found: bytes | None = nearest
+    if tx.get(nearest) is None:
+        first = next(iter(tx.scan(nearest, prefix + K.u64(start + HEAD_SPAN))), None)
+        found = None if first is None else first[0]
     if found is None:
         q["h"] = start + HEAD_SPAN
         q["hl"] = 1
     else:
-        q["h"] = K.U64.unpack_from(found[0], len(prefix))[0]
+        q["h"] = K.U64.unpack_from(found, len(prefix))[0]
         q.pop("hl", None)
     drop_bounds(tx, ctx, project, name, q, head, q["h"])
 
@@ -138,8 +144,12 @@ def find_message(tx: View, ctx: Context, project: str, name: str, q: dict[str, A
 
 
 def remove_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
-                    seq: int, msg: dict[str, Any], *, detach_claim: bool = True) -> None:
-    """Delete a message with every index entry; keeps the queue count and claim list right."""
+                    seq: int, msg: dict[str, Any], *, detach_claim: bool = True,
+                    claim: dict[str, Any] | None = None) -> None:
+    """Delete a message with every index entry; keeps the queue count and claim list right.
+
+    ``claim``: the message's claim (``msg["k"]``) if the caller has just read it, so it is
+    not read again."""
     tx.delete(msg_key(ctx, project, name, q, seq))
     tx.delete(scope(ctx, K.MSGID, project, name, q) + msg["id"].encode())
     tx.delete(scope(ctx, K.FREE, project, name, q) + K.u64(seq))
@@ -153,16 +163,16 @@ def remove_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[s
         advance_head(tx, ctx, project, name, q, seq)
     if detach_claim and msg.get("k"):
         key = claim_key(ctx, project, name, q, msg["k"])
-        raw = tx.get(key)
-        if raw is not None:
-            claim = loads(raw)
-            if seq in claim["m"]:
-                claim["m"].remove(seq)
-                tx.put(key, dumps(claim))
-                per_queue, _ = claim_expiry_keys(ctx, project, name, q["inc"], claim["e"],
-                                                 claim["id"])
-                tx.put(per_queue, K.u64(len(claim["m"])))
-                count_held(tx, ctx, project, name, q, claim["e"], -1)
+        if claim is None:
+            raw = tx.get(key)
+            claim = None if raw is None else loads(raw)
+        if claim is not None and seq in claim["m"]:
+            claim["m"].remove(seq)
+            tx.put(key, dumps(claim))
+            per_queue, _ = claim_expiry_keys(ctx, project, name, q["inc"], claim["e"],
+                                             claim["id"])
+            tx.put(per_queue, K.u64(len(claim["m"])))
+            count_held(tx, ctx, project, name, q, claim["e"], -1)
 
 
 def for_outcome(msg: dict[str, Any]) -> dict[str, Any]:
