@@ -10,6 +10,8 @@ key per message or claim.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from projections import keys as K
 from projections.overlay import Overlay
 from projections.store import View
@@ -19,6 +21,12 @@ SHIFTS = (16, 8, 0)  # level 0: 2^16 ms buckets, level 1: 2^8 ms, level 2: 1 ms
 
 def _key(prefix: bytes, level: int, bucket: int) -> bytes:
     return prefix + bytes((level,)) + K.u64(bucket)
+
+
+@lru_cache(maxsize=4096)
+def _keys(prefix: bytes, expires: int) -> tuple[bytes, ...]:
+    """The key of each level counting ``expires`` (a claim's messages share their times)."""
+    return tuple(_key(prefix, level, expires >> shift) for level, shift in enumerate(SHIFTS))
 
 
 def add(tx: Overlay, prefix: bytes, expires: int, delta: int) -> None:
@@ -49,8 +57,7 @@ class Tally:
         if delta == 0:
             return
         values = self._values
-        for level, shift in enumerate(SHIFTS):
-            key = _key(prefix, level, expires >> shift)
+        for key in _keys(prefix, expires):
             value = values.get(key)
             if value is None:
                 raw = view.get(key)
