@@ -1,10 +1,13 @@
 """Claim and delete got cheaper (issue 15) without a rules version: the same log must fold to
 the same keys and values, checkpoint by checkpoint, as the code before the change did.
 
-The expected digests were produced by folding these very logs with the code of da673f1
-(before issue 15's change), batch 50: ``checkpoints(history(seed), 50)`` printed by hand.
-Any change to what claim, delete, expiry or their indexes write changes them — that needs a
-rules version (DESIGN §7), not a new digest here.
+The expected digests were produced with the code of da673f1 (main before issue 15's change,
+with this module and ``claim_history.py`` added first): ``checkpoints(history(seed), 50)``
+and the workload's, printed by hand; batches 1 and 7 gave the same. Per record, the change
+sets (tombstones included) were also compared with that code's, equal for these logs and
+for ``Workload`` under every rules version. Any change to what claim, delete, expiry or
+their indexes write changes these digests — that needs a rules version (DESIGN §7), not a
+new digest here.
 """
 
 from __future__ import annotations
