@@ -116,7 +116,7 @@ def _mixed_window(f: Fold, commands: int, spacing_ms: int) -> list[int]:
 def test_work_per_record_stays_flat_over_many_outcome_windows(rules: int) -> None:
     """24 windows of outcomes (10 min each), 600 commands a window: the last window costs
     what the first did. Under the original rules outcome pruning walks every tombstone
-    earlier prunes left, which is what this test must catch (10 windows show it, 14× by
+    earlier prunes left, which is what this test must catch (10 windows show it, 14 times by
     then: the walk grows by the same count every window, so more only costs CI time)."""
     f = Fold(rules)
     windows = 10 if rules == versions.ORIGINAL else 24
