@@ -18,6 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
+import socket
+import tempfile
 from pathlib import Path
 from typing import Any, cast
 
@@ -117,6 +120,26 @@ class CoreConnection(asyncio.Protocol):
                 HTTPError(500, "Internal server error", str(exc) or type(exc).__name__)))
 
 
+def private_unix_socket(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path`` that only this user may connect to, from its
+    first moment: it is bound in a fresh 0700 directory, made 0600 there, then renamed into
+    place, so no other user's process can connect in between (a chmod after the bind leaves
+    such a window)."""
+    staging = Path(tempfile.mkdtemp(prefix=".c", dir=path.parent))  # mode 0700
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(staging / "s"))
+        (staging / "s").chmod(0o600)  # only this user's processes may send commands
+        (staging / "s").rename(path)
+        sock.listen(1024)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return sock
+
+
 class CoreServer:
     """The Unix socket the fronts connect to; ``app`` is the core's Starlette app."""
 
@@ -145,8 +168,7 @@ class CoreServer:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self._server = await asyncio.get_running_loop().create_unix_server(
-            lambda: CoreConnection(self), str(self.path))
-        self.path.chmod(0o600)  # only this user's processes may send commands
+            lambda: CoreConnection(self), sock=private_unix_socket(self.path))
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -116,9 +116,11 @@ def _mixed_window(f: Fold, commands: int, spacing_ms: int) -> list[int]:
 def test_work_per_record_stays_flat_over_many_outcome_windows(rules: int) -> None:
     """24 windows of outcomes (10 min each), 600 commands a window: the last window costs
     what the first did. Under the original rules outcome pruning walks every tombstone
-    earlier prunes left, which is what this test must catch."""
+    earlier prunes left, which is what this test must catch (10 windows show it, 14 times by
+    then: the walk grows by the same count every window, so more only costs CI time)."""
     f = Fold(rules)
-    per_window = [sum(_mixed_window(f, 600, 1000)) / 600 for _ in range(24)]
+    windows = 10 if rules == versions.ORIGINAL else 24
+    per_window = [sum(_mixed_window(f, 600, 1000)) / 600 for _ in range(windows)]
     first, last = per_window[1], per_window[-1]  # window 0 prunes nothing yet
     if rules == versions.ORIGINAL:
         assert last > 10 * first  # the bug this issue is about, seen by the same count

@@ -5,7 +5,9 @@ socket, over the real app, FileLog and runner) and a front app talking to it thr
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,3 +325,26 @@ async def test_a_call_the_core_leaves_unanswered_times_out_and_a_late_answer_is_
     finally:
         link.close()
         server.close()
+
+
+async def test_core_socket_is_private_and_leaves_nothing_beside_it(make_service: Factory,
+                                                                  tmp_path: Path) -> None:
+    """Under a permissive umask the socket is still 0600 (it is made so before it is renamed
+    to its path), and the directory it was bound in is gone."""
+    core = await make_service()
+    transport = core.client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    path = tmp_path / "core.sock"
+    old_umask = os.umask(0)
+    try:
+        server = CoreServer(transport.app, path)
+        await server.start()
+    finally:
+        os.umask(old_umask)
+    try:
+        assert stat.S_IMODE(os.lstat(path).st_mode) == 0o600
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".c")] == []
+        link = await CoreLink.connect(str(path))
+        link.close()
+    finally:
+        await server.stop()
