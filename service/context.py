@@ -87,4 +87,4 @@ def command(request: Request, cls: type[C], **fields: object) -> C:
     proj = project(request)
     queue = queue_name(request)
     return cls(id=new_id(), project=proj, queue=queue, client_id=client_id(request),
-               time_ms=gw.now_ms(gw.partition_of(proj, queue)), **fields)  # type: ignore[arg-type]
+               time_ms=gw.queue_now_ms(proj, queue), **fields)  # type: ignore[arg-type]

@@ -135,6 +135,9 @@ class LocalGateway:
         self._stamped[partition] = now
         return now
 
+    def queue_now_ms(self, project: str, queue: str) -> int:
+        return self.now_ms(self.partition_of(project, queue))
+
     async def _ready(self, partition: int, failed: str) -> None:
         """Nothing is appended or read before the partition is ready (``Runner.until_ready``):
         a request that arrives while the node is still starting waits, then 503s."""

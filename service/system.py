@@ -94,9 +94,8 @@ class _Probe:
         self.status: dict[str, dict[str, Any]] = {}
 
     def _cmd(self, cls: type[Command], **fields: Any) -> Command:
-        partition = self.gw.partition_of(self.project, self.queue)
         return cls(id=new_id(), project=self.project, queue=self.queue, client_id=self.client,
-                   time_ms=self.gw.now_ms(partition), **fields)
+                   time_ms=self.gw.queue_now_ms(self.project, self.queue), **fields)
 
     async def _op(self, name: str, cmd: Command | None) -> dict[str, Any]:
         started = time.perf_counter()

@@ -45,6 +45,11 @@ class Gateway(Protocol):
         """The time to stamp on a command for ``partition``: never behind its log time."""
         ...
 
+    def queue_now_ms(self, project: str, queue: str) -> int:
+        """``now_ms`` of the queue's partition (a gateway that does not need the partition,
+        such as a front's, which the core stamps again, need not hash the queue for it)."""
+        ...
+
     async def execute(self, cmd: Command) -> Outcome:
         """Append ``cmd`` durably, wait until it is applied, return its recorded outcome."""
         ...
