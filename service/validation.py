@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 import orjson
-from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect, Request
 
 from projections.metadata import Limits, validate
@@ -222,9 +221,9 @@ def int_field(doc: dict[str, Any], name: str, default: int) -> int:
 class Query:
     """Query parameters with falcon's rules (§1.5): blanks are absent, lists split on commas."""
 
-    def __init__(self, params: QueryParams) -> None:
+    def __init__(self, items: Iterable[tuple[str, str]]) -> None:
         self._values: dict[str, list[str]] = {}
-        for key, value in params.multi_items():
+        for key, value in items:
             if value != "":
                 self._values.setdefault(key, []).append(value)
 
@@ -268,7 +267,25 @@ class Query:
 
 
 def query(request: Request) -> Query:
-    return Query(request.query_params)
+    return Query(query_items(request.scope.get("query_string", b"")))
+
+
+def query_items(raw: bytes) -> list[tuple[str, str]]:
+    """The (name, value) pairs of a query string, as ``request.query_params`` reads them
+    (``parse_qsl`` of its latin-1 text, blanks kept).
+
+    Without ``%`` or ``+`` there is nothing to unquote, and the split is done here:
+    ``parse_qsl`` and the ``QueryParams`` around it were a fifth of a front's own CPU for a
+    DELETE with its claim id."""
+    text = raw.decode("latin-1")
+    if "%" in text or "+" in text:
+        return parse_qsl(text, keep_blank_values=True)
+    pairs = []
+    for field in text.split("&"):
+        if field:  # parse_qsl skips empty fields; a field without "=" has an empty value
+            name, _, value = field.partition("=")
+            pairs.append((name, value))
+    return pairs
 
 
 def check_limit(value: int, maximum: int, message: str) -> int:
