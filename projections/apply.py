@@ -242,4 +242,6 @@ def apply(tx: Overlay, cmd: Command, ctx: Context, meta: dict[str, Any]) -> Outc
     handler = HANDLERS.get(type(cmd))
     if handler is None:
         raise TypeError(f"no handler for {type(cmd).__name__}")
-    return handler(tx, cmd, ctx, meta)
+    outcome = handler(tx, cmd, ctx, meta)
+    ctx.tally.flush(tx)  # the expiry-time counts the rule changed, each staged once
+    return outcome

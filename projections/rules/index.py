@@ -12,7 +12,6 @@ from typing import Any
 
 from projections import keys as K
 from projections.overlay import Overlay
-from projections.rules import buckets
 from projections.rules.state import (
     MAX_SECONDS,
     Context,
@@ -43,7 +42,7 @@ def count_expiry(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str
                  expires: int, delta: int) -> None:
     """One message more (or fewer) expiring at ``expires``, for stats' expired-unswept count."""
     if tracked(ctx, q):
-        buckets.add(tx, scope(ctx, K.QEXB, project, name, q), expires, delta)
+        ctx.tally.add(tx, scope(ctx, K.QEXB, project, name, q), expires, delta)
 
 
 def count_held(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
@@ -52,7 +51,7 @@ def count_held(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, 
     total over every claim present, expired or not, so stats answer without a claim scan."""
     if tracked(ctx, q) and delta:
         q["ch"] += delta
-        buckets.add(tx, scope(ctx, K.QCLB, project, name, q), expires, delta)
+        ctx.tally.add(tx, scope(ctx, K.QCLB, project, name, q), expires, delta)
 
 
 def track(ctx: Context, q: dict[str, Any]) -> None:
@@ -96,12 +95,18 @@ def advance_head(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str
         return
     start = head + 1 if removed == head else head
     prefix = scope(ctx, K.MSG, project, name, q)
-    found = next(iter(tx.scan(prefix + K.u64(start), prefix + K.u64(start + HEAD_SPAN))), None)
+    # A post's messages have consecutive seqs, so the next one is most often there: a point
+    # read finds what the scan would find first, without opening an iterator (issue 15).
+    nearest = prefix + K.u64(start)
+    found: bytes | None = nearest
+    if tx.get(nearest) is None:
+        first = next(iter(tx.scan(nearest, prefix + K.u64(start + HEAD_SPAN))), None)
+        found = None if first is None else first[0]
     if found is None:
         q["h"] = start + HEAD_SPAN
         q["hl"] = 1
     else:
-        q["h"] = K.U64.unpack_from(found[0], len(prefix))[0]
+        q["h"] = K.U64.unpack_from(found, len(prefix))[0]
         q.pop("hl", None)
     drop_bounds(tx, ctx, project, name, q, head, q["h"])
 
@@ -139,8 +144,12 @@ def find_message(tx: View, ctx: Context, project: str, name: str, q: dict[str, A
 
 
 def remove_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
-                    seq: int, msg: dict[str, Any], *, detach_claim: bool = True) -> None:
-    """Delete a message with every index entry; keeps the queue count and claim list right."""
+                    seq: int, msg: dict[str, Any], *, detach_claim: bool = True,
+                    claim: dict[str, Any] | None = None) -> None:
+    """Delete a message with every index entry; keeps the queue count and claim list right.
+
+    ``claim``: the message's claim (``msg["k"]``) if the caller has just read it, so it is
+    not read again."""
     tx.delete(msg_key(ctx, project, name, q, seq))
     tx.delete(scope(ctx, K.MSGID, project, name, q) + msg["id"].encode())
     tx.delete(scope(ctx, K.FREE, project, name, q) + K.u64(seq))
@@ -154,16 +163,16 @@ def remove_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[s
         advance_head(tx, ctx, project, name, q, seq)
     if detach_claim and msg.get("k"):
         key = claim_key(ctx, project, name, q, msg["k"])
-        raw = tx.get(key)
-        if raw is not None:
-            claim = loads(raw)
-            if seq in claim["m"]:
-                claim["m"].remove(seq)
-                tx.put(key, dumps(claim))
-                per_queue, _ = claim_expiry_keys(ctx, project, name, q["inc"], claim["e"],
-                                                 claim["id"])
-                tx.put(per_queue, K.u64(len(claim["m"])))
-                count_held(tx, ctx, project, name, q, claim["e"], -1)
+        if claim is None:
+            raw = tx.get(key)
+            claim = None if raw is None else loads(raw)
+        if claim is not None and seq in claim["m"]:
+            claim["m"].remove(seq)
+            tx.put(key, dumps(claim))
+            per_queue, _ = claim_expiry_keys(ctx, project, name, q["inc"], claim["e"],
+                                             claim["id"])
+            tx.put(per_queue, K.u64(len(claim["m"])))
+            count_held(tx, ctx, project, name, q, claim["e"], -1)
 
 
 def for_outcome(msg: dict[str, Any]) -> dict[str, Any]:
@@ -290,9 +299,16 @@ def _free_keys(tx: Overlay, free_scope: bytes, q: dict[str, Any], start: int) ->
 
     A message coming back (claim dropped) far behind the free head would otherwise make the
     next claim walk every tombstone between it and the head, once per return (rules >= 2).
+
+    One scan serves key after key while the gaps leave its range alone: after ``seq`` it
+    yields the first key from ``seq + 1`` before its stop, exactly what a fresh scan would
+    (issue 15: an iterator per key taken was most of a claim's cost). A new one starts only
+    where a gap moves the position or the next gap ahead moves the stop.
     """
     pos = start
     end = K.prefix_end(free_scope)
+    scan: Iterator[tuple[bytes, bytes]] | None = None
+    scan_at, scan_stop = -1, b""  # where the open scan goes on from, and its stop
     while True:
         gaps = q.get("gaps") or []
         for a, b in gaps:
@@ -300,17 +316,20 @@ def _free_keys(tx: Overlay, free_scope: bytes, q: dict[str, Any], start: int) ->
                 pos = b
         ahead = [a for a, _ in gaps if a > pos]
         stop = free_scope + K.u64(min(ahead)) if ahead else end
-        found = next(iter(tx.scan(free_scope + K.u64(pos), stop)), None)
+        if scan is None or pos != scan_at or stop != scan_stop:
+            scan, scan_stop = iter(tx.scan(free_scope + K.u64(pos), stop)), stop
+        found = next(scan, None)
         if found is None:
             if not ahead:
                 return
             note_gap(q, pos, min(ahead))
+            scan = None
             continue
         key = found[0]
         seq = K.U64.unpack_from(key, len(free_scope))[0]
         if seq > pos:
             note_gap(q, pos, seq)
-        pos = seq + 1
+        pos = scan_at = seq + 1
         yield key
 
 

@@ -77,6 +77,7 @@ def delete_message(tx: Overlay, cmd: DeleteMessage, ctx: Context, meta: dict) ->
         return {}
     seq, msg = found
     live = bool(msg["k"]) and msg["ke"] > ctx.now
+    claim = None
     if cmd.claim_id is None:
         if live:
             raise Rejected("claimed", CLAIMED)
@@ -89,7 +90,8 @@ def delete_message(tx: Overlay, cmd: DeleteMessage, ctx: Context, meta: dict) ->
                                           "currently claimed.")
         if msg["k"] != cmd.claim_id:
             raise Rejected("claimed", CLAIMED)
-    remove_message(tx, ctx, cmd.project, cmd.queue, q, seq, msg)
+    # ``claim``, when given, is the message's own (checked above): not read a second time.
+    remove_message(tx, ctx, cmd.project, cmd.queue, q, seq, msg, claim=claim)
     put_queue(tx, ctx, cmd.project, cmd.queue, q)
     return {"deleted": True}
 

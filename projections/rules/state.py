@@ -7,13 +7,14 @@ its incarnation (``scope``), so deleting a queue is O(1) and its keys are collec
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from projections import keys as K
 from projections.overlay import Overlay
+from projections.rules.buckets import Tally
 from projections.store import View
 
 MAX_SECONDS = 10**9  # any TTL, grace or delay beyond this is clamped (keys are u64 ms)
@@ -31,12 +32,14 @@ loads: Callable[[bytes], Any] = orjson.loads
 @dataclass(frozen=True, slots=True)
 class Context:
     """Where and when a command applies: its partition, offset, effective time and the
-    rules version in force there (``projections.rules.versions``)."""
+    rules version in force there (``projections.rules.versions``); and the expiry-time
+    counts it changed, staged when its rule returns (``buckets.Tally``)."""
 
     partition: int
     offset: int
     now: int  # effective time, ms
     rules: int = 1
+    tally: Tally = field(default_factory=Tally, compare=False, repr=False)
 
 
 class Rejected(Exception):
