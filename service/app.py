@@ -144,14 +144,16 @@ class Api(Starlette):
     the handlers' errors where they are raised (``service.errors.rendered``), and no layer
     between it and the routing middleware raises one; that middleware cost every request a
     ``send`` wrapper, a ``Request`` and a frame. ``ServerErrorMiddleware`` stays outermost
-    (a 500 for an error outside ``RequestId``)."""
+    (a 500 for an error outside ``RequestId``). The innermost layer is the router's own
+    stack (its ``app``: it has no middleware), not the router, whose ``__call__`` only
+    awaits that: one frame fewer per request."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.state = AppState()
 
     def build_middleware_stack(self) -> ASGIApp:
-        app: ASGIApp = self.router
+        app: ASGIApp = self.router.middleware_stack
         for cls, args, kwargs in reversed(self.user_middleware):
             app = cls(app, *args, **kwargs)
         return ServerErrorMiddleware(app, debug=self.debug)

@@ -162,8 +162,8 @@ class ClusterGateway:
         """The local clock (the owner re-stamps a forwarded command with its own)."""
         return self._local.now_ms(partition)
 
-    def now_for(self, project: str, queue: str) -> int:
-        return self._local.now_for(project, queue)
+    def queue_now_ms(self, project: str, queue: str) -> int:
+        return self._local.queue_now_ms(project, queue)
 
     def route(self, partition: int, failed: str) -> str | None:
         """None to serve ``partition`` here, else the owner's address; 503 if neither can."""

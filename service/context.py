@@ -83,7 +83,8 @@ def require_role(request: Request, role: str) -> None:
 
 def command(request: Request, cls: type[C], **fields: object) -> C:
     """A command on the request's queue, stamped with ids, client, project and partition time."""
+    gw = gateway(request)
     proj = project(request)
     queue = queue_name(request)
     return cls(id=new_id(), project=proj, queue=queue, client_id=client_id(request),
-               time_ms=gateway(request).now_for(proj, queue), **fields)  # type: ignore[arg-type]
+               time_ms=gw.queue_now_ms(proj, queue), **fields)  # type: ignore[arg-type]

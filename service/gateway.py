@@ -129,14 +129,14 @@ class LocalGateway:
     def _effective(self, partition: int) -> int:
         return int(queries.partition_state(self._store, partition)["time"])
 
-    def now_for(self, project: str, queue: str) -> int:
-        return self.now_ms(self.partition_of(project, queue))
-
     def now_ms(self, partition: int) -> int:
         """Stamp time: max(wall clock, partition time, last stamp) — never goes backwards."""
         now = max(self._clock(), self._effective(partition), self._stamped.get(partition, 0))
         self._stamped[partition] = now
         return now
+
+    def queue_now_ms(self, project: str, queue: str) -> int:
+        return self.now_ms(self.partition_of(project, queue))
 
     async def _ready(self, partition: int, failed: str) -> None:
         """Nothing is appended or read before the partition is ready (``Runner.until_ready``):

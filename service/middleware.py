@@ -80,7 +80,11 @@ def state(scope: Scope) -> dict[str, Any]:
 
 
 class _Check:
-    """A middleware that may answer instead of passing the request on; http only."""
+    """A middleware that may answer instead of passing the request on; http only.
+
+    ``active`` False: with its options it never answers (``Checks`` leaves it out)."""
+
+    active = True
 
     def __init__(self, app: ASGIApp, **options: Any) -> None:
         self.app = app
@@ -103,14 +107,15 @@ class Checks:
     """Several ``_Check`` s in one ASGI layer, in order, sharing one ``Headers`` of the request.
 
     Each check stays its own class with its own rules; this only saves the per-layer cost
-    (a coroutine frame and a ``Headers`` per check per request) on the hot path.
+    (a coroutine frame and a ``Headers`` per check per request) on the hot path, and skips
+    the checks that are off (``active`` False: the rate limit without a rate).
     ``checks`` is ``[(cls, options), ...]``, built like ``Middleware(cls, **options)``.
     """
 
     def __init__(self, app: ASGIApp, *, checks: Sequence[tuple[type[_Check], dict[str, Any]]],
                  **options: Any) -> None:
         self.app = app
-        self.checks = [cls(app, **opts) for cls, opts in checks]
+        self.checks = [one for one in (cls(app, **opts) for cls, opts in checks) if one.active]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -55,6 +55,7 @@ class RateLimit(_Check):
                  **options: Any) -> None:
         super().__init__(app)
         self.rate = rate
+        self.active = rate > 0
         self.burst = float(burst or max(1, math.ceil(2 * rate)))
         self.max_projects = max_projects
         self.clock = clock

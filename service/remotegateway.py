@@ -209,8 +209,8 @@ class RemoteGateway:
         """A provisional stamp: the core stamps the command again before appending it."""
         return time.time_ns() // 1_000_000
 
-    def now_for(self, project: str, queue: str) -> int:
-        """As ``now_ms``: the partition is not needed, so the queue is not hashed to one."""
+    def queue_now_ms(self, project: str, queue: str) -> int:
+        """As ``now_ms``, without hashing the queue to a partition it would ignore."""
         return time.time_ns() // 1_000_000
 
     async def execute(self, cmd: Command) -> Outcome:

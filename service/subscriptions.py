@@ -67,7 +67,7 @@ async def create_subscription(request: Request) -> Response:
     s = settings(request)
     raw = await read_body(request, body_cap(s), body_too_large)
     gw = gateway(request)
-    now = gw.now_for(project(request), queue_name(request))
+    now = gw.queue_now_ms(project(request), queue_name(request))
     fields = subscription_create(parse_optional(raw), s, now)
     _guard(request, fields)
     location = {"Location": render.subscriptions_href(queue_name(request))}
@@ -113,7 +113,7 @@ async def update_subscription(request: Request) -> Response:
     s = settings(request)
     raw = await read_body(request, body_cap(s), body_too_large)
     gw = gateway(request)
-    now = gw.now_for(project(request), queue_name(request))
+    now = gw.queue_now_ms(project(request), queue_name(request))
     changes = subscription_update(parse_optional(raw), s, now)
     _guard(request, changes)
     sub_id = request.path_params["subscription_id"]

@@ -95,7 +95,7 @@ class _Probe:
 
     def _cmd(self, cls: type[Command], **fields: Any) -> Command:
         return cls(id=new_id(), project=self.project, queue=self.queue, client_id=self.client,
-                   time_ms=self.gw.now_for(self.project, self.queue), **fields)
+                   time_ms=self.gw.queue_now_ms(self.project, self.queue), **fields)
 
     async def _op(self, name: str, cmd: Command | None) -> dict[str, Any]:
         started = time.perf_counter()

@@ -45,9 +45,9 @@ class Gateway(Protocol):
         """The time to stamp on a command for ``partition``: never behind its log time."""
         ...
 
-    def now_for(self, project: str, queue: str) -> int:
-        """``now_ms`` of the queue's partition (a gateway whose stamp is provisional need not
-        hash the queue to a partition for it)."""
+    def queue_now_ms(self, project: str, queue: str) -> int:
+        """``now_ms`` of the queue's partition (a gateway that does not need the partition,
+        such as a front's, which the core stamps again, need not hash the queue for it)."""
         ...
 
     async def execute(self, cmd: Command) -> Outcome:
