@@ -153,9 +153,11 @@ def on_post(tx: Overlay, partition: int, now: int, project: str, queue: str,
     return count
 
 
-def _has_subscriptions(tx: View, partition: int, project: str, queue: str) -> bool:
+def _has_subscriptions(tx: Overlay, partition: int, project: str, queue: str) -> bool:
+    """One bounded seek, answered from the batch's memory of the base while the batch has
+    written no subscription (``Overlay.has_any``)."""
     prefix = K.sub_scope(partition, K.SUB, project, queue)
-    return next(iter(tx.scan(prefix, K.prefix_end(prefix))), None) is not None
+    return tx.has_any(prefix, K.prefix_end(prefix))
 
 
 def record_fanout(tx: Overlay, partition: int, now: int, offset: int, project: str,

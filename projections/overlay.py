@@ -48,6 +48,11 @@ class Overlay:
         # Range deletes ``[start, stop)`` staged by ``delete_range``: they hide base keys; a
         # pending key inside one was written after it (earlier ones are dropped by it).
         self._ranges: list[Range] = []
+        # The first three bytes (partition and kind, ``projections.keys``) of every key staged,
+        # and the base's answers to ``has_any`` for ranges under a head never staged: the base
+        # does not change while an overlay is open, so each is asked of it once per batch.
+        self._heads: set[bytes] = set()
+        self._base_any: dict[Range, bool] = {}
 
     @property
     def base(self) -> View:
@@ -82,6 +87,7 @@ class Overlay:
         if self._journal is not None:
             self._journal.append((key, previous))
         self._version += 1
+        self._heads.add(key[:3])  # kept after a rollback: a stale head only costs a seek
 
     def _sort_fresh(self) -> None:
         if self._fresh:
@@ -180,7 +186,27 @@ class Overlay:
         self._fresh.clear()
         self._born.clear()
         self._ranges.clear()
+        self._heads.clear()
+        self._base_any.clear()  # the base is about to change (a commit) or be read anew
         self._version += 1
+
+    def has_any(self, start: bytes, stop: bytes) -> bool:
+        """Whether a key lies in ``[start, stop)`` (what ``next(iter(scan(...)))`` tells).
+
+        A range within one partition-and-kind head (``start`` and ``stop`` share their first
+        three bytes) that nothing staged in this overlay falls under, with no range delete
+        staged, has exactly the base's keys: the base is asked once per batch and remembered.
+        A post asks whether its queue has subscriptions this way (issue 15: a scan per post
+        was a RocksDB iterator and a sort of every key the batch had written so far).
+        """
+        head = start[:3]
+        if len(head) == 3 and stop[:3] == head and head not in self._heads and not self._ranges:
+            found = self._base_any.get((start, stop))
+            if found is None:
+                found = self._base_any[(start, stop)] = next(
+                    iter(self._base.scan(start, stop)), None) is not None
+            return found
+        return next(iter(self.scan(start, stop)), None) is not None
 
     def get(self, key: bytes) -> bytes | None:
         value = self._fresh.get(key, _MISSING)

@@ -53,7 +53,8 @@ def post(tx: Overlay, cmd: PostMessages, ctx: Context, meta: dict[str, Any]) -> 
     default_ttl = qmeta.get("_default_message_ttl") or cmd.default_ttl
     quotas.check_messages(q, cmd)
     quotas.check_new_queue(tx, ctx, cmd)
-    q = ensure_queue(tx, ctx, cmd.project, cmd.queue)
+    if q is None:  # read above, and nothing since has written it: not read again
+        q = ensure_queue(tx, ctx, cmd.project, cmd.queue)
     posted = []
     for m, delay in zip(cmd.messages, delays, strict=True):
         ttl = m.ttl if m.ttl is not None else default_ttl
