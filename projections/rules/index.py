@@ -6,7 +6,7 @@ claim), so the primitives that keep both consistent live here, below both resour
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -184,24 +184,74 @@ def append_message(tx: Overlay, ctx: Context, meta: dict[str, Any], project: str
                     q: dict[str, Any], *, message_id: str, body: Any, ttl: int, client_id: str,
                     delay: int = 0) -> None:
     """A new message at the tail of the queue: the next sequence of the partition, free."""
-    seq = meta["seq"]
-    meta["seq"] = seq + 1
-    if ctx.rules >= LIVE_STATS and q["count"] <= 0:
-        track(ctx, q)  # empty: its counters start here (a queue from before rules 6 too)
-        if "h" in q:
-            drop_bounds(tx, ctx, project, name, q, q["h"], seq)
-        q["h"] = seq
-        q.pop("hl", None)
-    msg = {"id": message_id, "body": body, "ttl": ttl, "c": ctx.now, "e": ctx.now + ttl * 1000,
-           "cl": client_id, "d": ctx.now + delay * 1000 if delay else 0,
-           "k": None, "ke": 0, "n": 0}
-    put_message(tx, ctx, project, name, q, seq, msg, index=True)
-    tx.put(scope(ctx, K.MSGID, project, name, q) + message_id.encode(), K.u64(seq))
-    if ctx.rules >= BOUNDED and delay:
-        tx.put(delayed_key(ctx, project, name, q, msg["d"], seq), b"")  # free when due
-    else:
-        tx.put(scope(ctx, K.FREE, project, name, q) + K.u64(seq), b"")
-    q["count"] += 1
+    append_messages(tx, ctx, meta, project, name, q, [(message_id, body, ttl, delay)],
+                    client_id=client_id)
+
+
+def append_messages(tx: Overlay, ctx: Context, meta: dict[str, Any], project: str, name: str,
+                    q: dict[str, Any], messages: Iterable[tuple[str, Any, int, int]], *,
+                    client_id: str) -> None:
+    """New messages ``(id, body, ttl, delay)`` at the tail of the queue, in order: the next
+    sequences of the partition, free (or delayed).
+
+    The keys and values are those of appending the messages one at a time; what a post of
+    ten paid ten times is paid once (issue 15): the queue's key prefixes are built once, the
+    expiry-time counts go to the tally once per expiry time (positive changes: the order of
+    adding them does not matter), and a seq block's bound is read again only when the block
+    or a higher bound comes (no other write touches it within this loop).
+    """
+    partition, now = ctx.partition, ctx.now
+    live_stats, bounded = ctx.rules >= LIVE_STATS, ctx.rules >= BOUNDED
+    tail = K.lp(project) + K.lp(name) + K.u64(q["inc"])  # ``K.scope`` after partition, kind
+    msg_scope = K.kind_prefix(partition, K.MSG) + tail
+    ids_scope = K.kind_prefix(partition, K.MSGID) + tail
+    free_scope = K.kind_prefix(partition, K.FREE) + tail
+    delayed_scope = K.kind_prefix(partition, K.DELAYED) + tail
+    per_queue = K.kind_prefix(partition, K.QEXP) + tail  # ``expiry_keys``, both of them
+    partition_wide = K.kind_prefix(partition, K.PEXP)
+    bounds_scope = K.kind_prefix(partition, K.QSEQB) + tail
+    u64, put = K.u64, tx.put
+    counted: dict[int, int] = {}  # expiry time -> messages expiring then (tracked queue)
+    bound_key, bound_floor = b"", 0  # the last block bound seen, and a floor of its value
+    for message_id, body, ttl, delay in messages:
+        seq = meta["seq"]
+        meta["seq"] = seq + 1
+        if live_stats and q["count"] <= 0:
+            track(ctx, q)  # empty: its counters start here (a queue from before rules 6 too)
+            if "h" in q:
+                drop_bounds(tx, ctx, project, name, q, q["h"], seq)
+                bound_key = b""  # dropped bounds are read again
+            q["h"] = seq
+            q.pop("hl", None)
+        expires = now + ttl * 1000
+        msg = {"id": message_id, "body": body, "ttl": ttl, "c": now, "e": expires,
+               "cl": client_id, "d": now + delay * 1000 if delay else 0,
+               "k": None, "ke": 0, "n": 0}
+        put(msg_scope + u64(seq), dumps(msg))  # ``put_message(..., index=True)``
+        put(per_queue + u64(expires) + u64(seq), b"")
+        put(partition_wide + u64(expires) + tail + u64(seq), b"")
+        if tracked(ctx, q):
+            counted[expires] = counted.get(expires, 0) + 1
+            # ``raise_bound``: the stored bound of the block is at least ``bound_floor``.
+            key = bounds_scope + u64(seq >> BLOCK_BITS)
+            bound = ((expires >> BOUND_BITS) + 1) << BOUND_BITS
+            if key != bound_key or bound > bound_floor:
+                raw = tx.get(key)
+                stored = K.U64.unpack(raw)[0] if raw is not None else -1
+                if stored < bound:
+                    put(key, u64(bound))
+                    stored = bound
+                bound_key, bound_floor = key, stored
+        put(ids_scope + message_id.encode(), u64(seq))
+        if bounded and delay:
+            put(delayed_scope + u64(msg["d"]) + u64(seq), b"")  # free when due
+        else:
+            put(free_scope + u64(seq), b"")
+        q["count"] += 1
+    if counted:
+        qexb = K.kind_prefix(partition, K.QEXB) + tail
+        for expires, n in counted.items():
+            ctx.tally.add(tx, qexb, expires, n)
 
 
 def delayed_key(ctx: Context, project: str, name: str, q: dict[str, Any], eligible: int,

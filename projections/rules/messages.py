@@ -9,7 +9,7 @@ from projections.commands import DeleteMessage, DeleteMessages, PopMessages, Pos
 from projections.overlay import Overlay
 from projections.rules import quotas, versions
 from projections.rules.index import (
-    append_message,
+    append_messages,
     find_message,
     for_outcome,
     remove_message,
@@ -55,12 +55,10 @@ def post(tx: Overlay, cmd: PostMessages, ctx: Context, meta: dict[str, Any]) -> 
     quotas.check_new_queue(tx, ctx, cmd)
     if q is None:  # read above, and nothing since has written it: not read again
         q = ensure_queue(tx, ctx, cmd.project, cmd.queue)
-    posted = []
-    for m, delay in zip(cmd.messages, delays, strict=True):
-        ttl = m.ttl if m.ttl is not None else default_ttl
-        append_message(tx, ctx, meta, cmd.project, cmd.queue, q, message_id=m.id, body=m.body,
-                        ttl=ttl, client_id=cmd.client_id, delay=delay)
-        posted.append((m.id, m.body, ttl))
+    rows = [(m.id, m.body, m.ttl if m.ttl is not None else default_ttl, delay)
+            for m, delay in zip(cmd.messages, delays, strict=True)]
+    append_messages(tx, ctx, meta, cmd.project, cmd.queue, q, rows, client_id=cmd.client_id)
+    posted = [(message_id, body, ttl) for message_id, body, ttl, _ in rows]
     put_queue(tx, ctx, cmd.project, cmd.queue, q)
     if ctx.rules >= versions.NOTIFY and cmd.deliver:  # ``deliver``: the stamped setting
         delivery.on_post(tx, ctx.partition, ctx.now, cmd.project, cmd.queue, posted,
