@@ -290,19 +290,27 @@ class RocksStore:
     def commit(self, changes: Mapping[bytes, bytes | None]) -> None:
         """Validate every change, then write them as ONE WriteBatch (all or nothing)."""
         db = self._live()
-        check_changes(changes)
         ranges = ranges_of(changes)
         if not changes and not ranges:
             return
+        # Validated while the batch is built, not in a pass of its own (the runner commits
+        # every slice): rocksdict refuses anything but bytes in raw mode, and nothing is
+        # written before ``db.write``, so a bad change still rejects the whole batch, with
+        # the TypeError every store raises (``check_changes``).
         batch = WriteBatch(raw_mode=True)
-        for start, stop in ranges:  # first: a later put inside the range must survive it
-            if start < stop:
-                batch.delete_range(start, stop)
-        for key, value in changes.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
+        put, delete = batch.put, batch.delete
+        try:
+            for start, stop in ranges:  # first: a later put inside the range must survive it
+                if start < stop:
+                    batch.delete_range(start, stop)
+            for key, value in changes.items():
+                if value is None:
+                    delete(key)
+                else:
+                    put(key, value)
+        except Exception:
+            check_changes(changes)
+            raise
         db.write(batch, self._write_opts)
 
     def snapshot_view(self) -> RocksSnapshot:
