@@ -110,22 +110,24 @@ def apply_record(view: View, partition: int, offset: int, record: bytes) -> Chan
     return tx.changes
 
 
-def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> None:
+def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> int:
     """``apply_record`` writing straight into a batch's overlay (no per-record copy).
 
     A refused command's writes are rolled back to the savepoint taken before it, so the
-    result is the same as applying the record alone and merging its changes.
+    result is the same as applying the record alone and merging its changes. Returns the
+    partition's log time after the record (its meta record's ``time``), which the runner's
+    snapshot duty needs per record and would otherwise read and decode again.
     """
     meta = read_meta(tx, partition)
     if offset <= meta["offset"]:
-        return  # applied before (exactly-once, §2.4)
+        return int(meta["time"])  # applied before (exactly-once, §2.4)
     meta["offset"] = offset
     meta["crc"] = zlib.crc32(record)
     try:
         cmd = decode_appended(record)
     except ValueError as exc:
         _quarantine(tx, partition, offset, record, f"decode: {exc}", meta)
-        return
+        return int(meta["time"])
     now = max(cmd.time_ms, meta["time"])
     meta["time"] = now
     ctx = Context(partition, offset, now, versions.in_force(meta))
@@ -139,7 +141,7 @@ def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> None:
         seen = bool(cmd.id) and tx.get(outcome_key) is not None
     if seen:
         tx.put(K.meta(partition), dumps(meta))  # a retry landed twice: keep first outcome
-        return
+        return now
     counters = dict(meta)  # adopted only if the command succeeds
     tx.savepoint()
     try:
@@ -155,7 +157,7 @@ def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> None:
     except Exception as exc:
         tx.rollback()
         _quarantine(tx, partition, offset, record, f"apply: {type(exc).__name__}: {exc}", meta)
-        return
+        return now
     if generations:
         if cmd.id:
             tx.put_new(outcome_key, dumps(outcome))  # looked up just now: absent
@@ -172,6 +174,7 @@ def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> None:
         else:
             meta["prune"] = _prune_outcomes(tx, partition, now)
     tx.put(K.meta(partition), dumps(meta))
+    return int(meta["time"])
 
 
 def _quarantine(tx: Overlay, partition: int, offset: int, record: bytes, error: str,

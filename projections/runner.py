@@ -487,9 +487,9 @@ class Runner:
                     cut = False
                     while i < len(records) and (i == start or loop.time() < deadline):
                         rec = records[i]
-                        apply_into(tx, partition, rec.offset, rec.value)
+                        now = apply_into(tx, partition, rec.offset, rec.value)
                         i += 1
-                        if self._snap is not None and self._snap.crossed(tx, partition):
+                        if self._snap is not None and self._snap.crossed_at(partition, now):
                             cut = True  # snapshot right after this record (deterministic)
                             break
                     changes = tx.changes

@@ -528,7 +528,11 @@ class Snapshotter:
 
     def crossed(self, view: View, partition: int) -> bool:
         """Whether the record just applied moved the partition into a new time bucket."""
-        now = int(queries.partition_state(view, partition)["time"])
+        return self.crossed_at(partition, int(queries.partition_state(view, partition)["time"]))
+
+    def crossed_at(self, partition: int, now: int) -> bool:
+        """``crossed``, given the partition's log time after the record (``apply_into``
+        returns it: the runner does not read and decode the meta record again per record)."""
         before = self._time.get(partition, 0)
         self._time[partition] = now
         return before > 0 and now // self.interval_ms > before // self.interval_ms
