@@ -233,7 +233,7 @@ class CoreServer:
                 continue
             parsed.setdefault(gateway.partition_of(project, queue), []).append(
                 (i, kind, command_id, fields))
-        batches = []
+        stamped: list[tuple[int, int, list[tuple[int, Stamped]]]] = []
         for partition, commands in parsed.items():
             # One stamp for the partition's commands of this batch: they are stamped at the
             # same moment, as back-to-back calls of ``now_ms`` in one millisecond would be.
@@ -246,14 +246,16 @@ class CoreServer:
                 except HTTPError as exc:
                     answer(i, exc)
             if batch:
-                batches.append(self._execute_batch(gateway, partition, batch, answer))
-        if len(batches) == 1:
-            await batches[0]
-        elif batches:
-            await asyncio.gather(*batches)  # the partitions share a commit round
+                stamped.append((partition, stamp, batch))
+        if len(stamped) == 1:
+            await self._execute_batch(gateway, *stamped[0], answer)
+        elif stamped:  # concurrently: the partitions' appends share a commit round
+            await asyncio.gather(*(self._execute_batch(gateway, *group, answer)
+                                   for group in stamped))
 
     @staticmethod
-    async def _execute_batch(gateway: Any, partition: int, batch: list[tuple[int, Stamped]],
+    async def _execute_batch(gateway: Any, partition: int, stamp: int,
+                             batch: list[tuple[int, Stamped]],
                              answer: Callable[[int, bytes | HTTPError | BaseException], None],
                              ) -> None:
         try:
@@ -262,12 +264,9 @@ class CoreServer:
             for i, _ in batch:
                 answer(i, exc)
             return
-        for (i, cmd), result in zip(batch, results, strict=True):
-            if isinstance(result, HTTPError):
-                answer(i, result)
-            else:
-                assert cmd.time_ms is not None
-                answer(i, W.U64.pack(cmd.time_ms) + result)
+        time = W.U64.pack(stamp)  # what the front reports as the command's time
+        for (i, _), result in zip(batch, results, strict=True):
+            answer(i, result if isinstance(result, HTTPError) else time + result)
 
     async def execute(self, record: bytes) -> bytes:
         """One command, as a batch of one: its stamp and outcome bytes, or its error raised."""
