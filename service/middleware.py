@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -189,7 +190,7 @@ class Routing:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        found = _match(self.candidates.of(get_route_path(scope)), scope)
+        found = self.candidates.match(scope)
         if found is None:
             await route_not_found()(scope, receive, send)
             return
@@ -214,22 +215,32 @@ class RoutesBySlashes:
     (a route whose last segment has a parameter is a candidate whatever that segment is).
     Routes this cannot tell about (other convertors, a parameter in the first two segments,
     mounts) are candidates for every path; each list keeps the routes' order, so the first
-    match is the one a scan of all routes finds — and on the hot paths, the only one tried."""
+    match is the one a scan of all routes finds — and on the hot paths, the only one tried.
+
+    ``match`` tries a plain route of a ``Resource`` with its pattern alone: for such a route
+    ``Route.matches`` only adds calls around it (the route path read again, convertors that
+    return the text unchanged, a copy of the parameters, the method check of a route that has
+    no methods) — eight of them per request. Any other route is asked through ``matches``."""
 
     def __init__(self, routes: Sequence[BaseRoute]) -> None:
         known = {id(r): _key(r.path) for r in routes if isinstance(r, Route) and _indexable(r)}
         last = {id(r): _literal_last(r.path) for r in routes if id(r) in known}
-        self._any = [r for r in routes if id(r) not in known]
+        self._any = [_candidate(r) for r in routes if id(r) not in known]
         self._by_key: dict[tuple[int, tuple[str, ...]],
-                           tuple[dict[str, list[BaseRoute]], list[BaseRoute]]] = {}
+                           tuple[dict[str, list[_Candidate]], list[_Candidate]]] = {}
         for key in set(known.values()):
             bucket = [r for r in routes if known.get(id(r), key) == key]
             ends = {last[id(r)] for r in bucket if last.get(id(r)) is not None}
-            by_end = {end: [r for r in bucket if last.get(id(r)) in (None, end)]
+            by_end = {end: [_candidate(r) for r in bucket if last.get(id(r)) in (None, end)]
                       for end in ends if end is not None}
-            self._by_key[key] = (by_end, [r for r in bucket if last.get(id(r)) is None])
+            self._by_key[key] = (by_end,
+                                 [_candidate(r) for r in bucket if last.get(id(r)) is None])
 
     def of(self, path: str) -> Sequence[BaseRoute]:
+        """The routes tried for ``path``, in order."""
+        return [route for route, _ in self._candidates(path)]
+
+    def _candidates(self, path: str) -> Sequence[_Candidate]:
         # a pattern's ``$`` also matches before one final newline: the key ignores it
         path = path[:-1] if path.endswith("\n") else path
         found = self._by_key.get(_key(path))
@@ -237,6 +248,40 @@ class RoutesBySlashes:
             return self._any
         by_end, any_end = found
         return by_end.get(path.rsplit("/", 1)[-1], any_end)
+
+    def match(self, scope: Scope) -> Matched | None:
+        """What ``_match`` of every route finds for the request (None: 404)."""
+        path = get_route_path(scope)
+        for route, pattern in self._candidates(path):
+            if pattern is None:
+                found = _match((route,), scope)
+                if found is not None:
+                    return found
+                continue
+            m = pattern.match(path)
+            if m is not None:
+                params = m.groupdict()
+                if "path_params" in scope:  # as ``Route.matches`` merges them
+                    params = {**scope["path_params"], **params}
+                resource = route.endpoint  # type: ignore[attr-defined]
+                return (route.path,  # type: ignore[attr-defined]
+                        resource, params,
+                        (route, {"endpoint": resource, "path_params": params}))
+        return None
+
+
+# A route and, when ``Route.matches`` of it is its pattern's match and nothing more, that
+# pattern (``RoutesBySlashes.match``).
+_Candidate = tuple[BaseRoute, re.Pattern[str] | None]
+# (template, resource, path parameters, (route, child scope)): what a request path names
+Matched = tuple[str, Resource, dict, tuple[BaseRoute, dict]]
+
+
+def _candidate(route: BaseRoute) -> _Candidate:
+    plain = (type(route) is Route and isinstance(route.endpoint, Resource)
+             and route.methods is None and all(type(c) is StringConvertor
+                                               for c in route.param_convertors.values()))
+    return route, route.path_regex if plain else None  # type: ignore[attr-defined]
 
 
 def _key(path: str) -> tuple[int, tuple[str, ...]]:
@@ -255,8 +300,7 @@ def _indexable(route: Route) -> bool:
             and "{" not in "/".join(route.path.split("/", 3)[1:3]))
 
 
-def _match(routes: Sequence[BaseRoute], scope: Scope
-           ) -> tuple[str, Resource, dict, tuple[BaseRoute, dict]] | None:
+def _match(routes: Sequence[BaseRoute], scope: Scope) -> Matched | None:
     """The route template, resource, path parameters and (route, child scope) of a request
     path (None: 404).
 
