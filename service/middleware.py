@@ -48,7 +48,7 @@ from starlette.routing import BaseRoute, Match, Route
 from service import signing
 from service.context import random16
 from service.errors import INTERNAL, error_response, route_not_found
-from service.headers import request_headers
+from service.headers import RequestHeaders, request_headers
 from service.routing import MATCHED, Resource, method_not_allowed
 from service.types import ASGIApp, Message, Receive, Scope, Send
 from service.validation import valid_project, valid_queue_name
@@ -76,7 +76,8 @@ RESPONSE_STATUS = "response_status"
 
 
 def state(scope: Scope) -> dict[str, Any]:
-    """The per-request state dict (``request.state`` in handlers)."""
+    """The per-request state dict (``request.state`` in handlers). The layers inside
+    ``RequestMetrics`` (outermost but ``Mount``: it sets it) read ``scope["state"]`` straight."""
     return scope.setdefault("state", {})
 
 
@@ -100,7 +101,7 @@ class _Check:
         else:
             await response(scope, receive, send)
 
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
         raise NotImplementedError
 
 
@@ -153,7 +154,7 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         request_id = new_request_id()
-        st = state(scope)
+        st = scope["state"]
         st["request_id"] = request_id
         token = request_id_var.set(request_id)
         header = (b"x-openstack-request-id", request_id.encode("latin-1"))
@@ -195,7 +196,7 @@ class Routing:
             await route_not_found()(scope, receive, send)
             return
         template, resource, params, matched = found
-        st = state(scope)
+        st = scope["state"]
         st["route"] = template
         if scope["method"] == "OPTIONS":
             await Response(status_code=200, headers={"Allow": resource.allow_header})(
@@ -355,13 +356,13 @@ class Auth:
             await self.app(scope, receive, send)
             return
         headers = request_headers(scope)
-        st = state(scope)
+        st = scope["state"]
         st["roles"] = []
         st["signed"] = False
         if scope["path"] == ROOT:
             await self.app(scope, receive, send)
             return
-        if "url-signature" in headers:
+        if "url-signature" in headers.first:
             if not signed_request_valid(scope, headers, self.secret_key):
                 await route_not_found()(scope, receive, send)
                 return
@@ -375,7 +376,9 @@ class Auth:
         await self.app(outcome, receive, send)
 
     async def authenticate_none(self, scope: Scope, headers: Headers) -> Scope | Response:
-        state(scope)["roles"] = _roles(headers.get("x-roles", ""))
+        raw = headers.get("x-roles")
+        if raw:
+            scope["state"]["roles"] = _roles(raw)
         return scope
 
     async def authenticate_token(self, scope: Scope, headers: Headers) -> Scope | Response:
@@ -428,10 +431,10 @@ class PreSignedUrl(_Check):
         super().__init__(app)
         self.secret_key = secret_key
 
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
-        if "url-signature" not in headers:
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
+        if "url-signature" not in headers.first:
             return None
-        st = state(scope)
+        st = scope["state"]
         if st.get("signed") and signed_request_valid(scope, headers, self.secret_key):
             return None
         st["signed"] = False
@@ -439,9 +442,10 @@ class PreSignedUrl(_Check):
 
 
 class FormEncodedRejection(_Check):
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
-        media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if "content-length" in headers and media_type == FORM_MEDIA_TYPE:
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
+        found = headers.first
+        media_type = found.get("content-type", "").split(";", 1)[0].strip().lower()
+        if "content-length" in found and media_type == FORM_MEDIA_TYPE:
             return error_response(
                 400, "Invalid Content-Type",
                 "Endpoint does not accept `application/x-www-form-urlencoded` content; "
@@ -484,8 +488,9 @@ def accepts_json(accept: str | None) -> bool:
 
 
 class AcceptJson(_Check):
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
-        if accepts_json(headers.get("accept")):
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
+        accept = headers.first.get("accept")
+        if accept is None or accepts_json(accept):
             return None
         return error_response(406, None)
 
@@ -504,11 +509,11 @@ class ClientId(_Check):
         self.min_length = min_length
         self.max_length = max_length
 
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
         if scope["path"] == ROOT:
             return None
-        raw = headers.get("client-id")
-        st = state(scope)
+        raw = headers.first.get("client-id")
+        st = scope["state"]
         api = st.get("api")
         optional = api is not None and not api.client_id_required  # v1.0: UUID if present
         if raw is None and optional:
@@ -542,11 +547,11 @@ def canonical_uuid(raw: str) -> str | None:
 
 
 class ProjectId(_Check):
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
         if scope["path"] == ROOT:
             return None
-        project = headers.get("x-project-id")
-        st = state(scope)
+        project = headers.first.get("x-project-id")
+        st = scope["state"]
         api = st.get("api")
         if project is None and api is not None and not api.project_required:
             st["project"] = GLOBAL_PROJECT  # v1.0's namespace without a project
@@ -566,8 +571,8 @@ class ProjectId(_Check):
 class QueueName(_Check):
     """Queue name rules and project length, only where the path names a queue (§1.2 step 6)."""
 
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
-        st = state(scope)
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
+        st = scope["state"]
         params = st.get("path_params", {})
         kind, name = "queue", params.get("queue_name")
         if name is None:  # topics have the same rules in their own words (§8.13)
@@ -584,8 +589,8 @@ class QueueName(_Check):
 class MethodCheck(_Check):
     """405 + Allow for a known path and a method it does not serve (after the checks)."""
 
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
-        allowed = state(scope).get("allowed")
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
+        allowed = scope["state"].get("allowed")
         if allowed is None or scope["method"] in allowed:
             return None
         return method_not_allowed(allowed)
