@@ -46,7 +46,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 
 from service import signing
-from service.context import random16
+from service.context import new_id
 from service.errors import INTERNAL, error_response, route_not_found
 from service.headers import RequestHeaders, request_headers
 from service.routing import MATCHED, Resource, method_not_allowed
@@ -131,11 +131,8 @@ class Checks:
 
 
 def new_request_id() -> str:
-    """``req-<uuid4>``, from 16 random bytes without building a ``uuid.UUID``."""
-    h = random16()
-    h[6] = (h[6] & 0x0F) | 0x40
-    h[8] = (h[8] & 0x3F) | 0x80
-    x = h.hex()
+    """``req-<uuid4>``: a ``new_id`` with the dashes of a UUID's text."""
+    x = new_id()
     return f"req-{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
