@@ -41,7 +41,7 @@ def client_id(request: Request) -> str:
 
 
 def queue_name(request: Request) -> str:
-    return str(request.path_params["queue_name"])
+    return str(request.scope["path_params"]["queue_name"])
 
 
 _IDS: list[str] = []  # ids drawn and not handed out yet (``new_id``)
