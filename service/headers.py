@@ -20,9 +20,10 @@ class RequestHeaders(Headers):
 
     def __init__(self, scope: Scope) -> None:
         super().__init__(scope=scope)
-        self.first: dict[str, str] = {key.decode("latin-1"): value.decode("latin-1")
-                                      for key, value in reversed(scope["headers"])}
-        self._first = self.first  # (the first one wins: later ones are overwritten by it)
+        first: dict[str, str] = {}
+        for key, value in reversed(scope["headers"]):  # the first one wins: written last
+            first[key.decode("latin-1")] = value.decode("latin-1")
+        self.first = self._first = first
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._first.get(key.lower(), default)

@@ -241,7 +241,7 @@ class RoutesBySlashes:
     def _candidates(self, path: str) -> Sequence[_Candidate]:
         # a pattern's ``$`` also matches before one final newline: the key ignores it
         path = path[:-1] if path.endswith("\n") else path
-        found = self._by_key.get(_key(path))
+        found = self._by_key.get((path.count("/"), tuple(path.split("/", 3)[1:3])))  # _key(path)
         if found is None:
             return self._any
         by_end, any_end = found
@@ -249,7 +249,7 @@ class RoutesBySlashes:
 
     def match(self, scope: Scope) -> Matched | None:
         """What ``_match`` of every route finds for the request (None: 404)."""
-        path = get_route_path(scope)
+        path = get_route_path(scope) if scope.get("root_path") else scope["path"]
         for route, pattern in self._candidates(path):
             if pattern is None:
                 found = _match((route,), scope)
@@ -372,8 +372,8 @@ class Auth:
             return
         await self.app(outcome, receive, send)
 
-    async def authenticate_none(self, scope: Scope, headers: Headers) -> Scope | Response:
-        raw = headers.get("x-roles")
+    async def authenticate_none(self, scope: Scope, headers: RequestHeaders) -> Scope | Response:
+        raw = headers.first.get("x-roles")
         if raw:
             scope["state"]["roles"] = _roles(raw)
         return scope

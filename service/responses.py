@@ -19,9 +19,13 @@ def _raw_headers(headers: Mapping[str, str] | None, body: bytes, status: int,
     """The raw headers Starlette's ``Response.init_headers`` gives these (the same list, in
     the same order: the given ones, then Content-Length and Content-Type unless given),
     built in one call instead of four: every response of the hot paths is one of ours."""
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1"))
-           for k, v in headers.items()] if headers else []
-    given = {k for k, _ in raw} if raw else ()
+    raw = []
+    given = set()
+    if headers:  # (a loop, not comprehensions: no frame each, for the one or two headers)
+        for k, v in headers.items():
+            name = k.lower().encode("latin-1")
+            raw.append((name, v.encode("latin-1")))
+            given.add(name)
     if b"content-length" not in given and not (status < 200 or status in NO_BODY_STATUSES):
         raw.append((b"content-length", str(len(body)).encode("latin-1")))
     if content_type is not None and b"content-type" not in given:

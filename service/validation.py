@@ -60,7 +60,7 @@ _LONG_DIGITS = re.compile(rb"[0-9]{19,}")
 
 def content_length(request: Request) -> int | None:
     """The Content-Length header as an int (None when absent or malformed)."""
-    raw = request_headers(request.scope).get("content-length")
+    raw = request_headers(request.scope).first.get("content-length")
     if raw is None:
         return None
     try:
