@@ -4,7 +4,9 @@ runner and RocksDB, answering its front processes over a Unix socket (``service.
 * A command (``E``): stamped with the partition clock here (``LocalGateway.now_ms``: one
   clock per partition however many fronts there are), executed by the ``LocalGateway``
   (append, fsync, apply) — the answer leaves only after that, so durable before 2xx holds.
-  The outcome goes back as apply stored it (``execute_record``).
+  The outcome goes back as apply stored it (``execute_records``). The commands that arrive
+  in one loop turn, from every front, are executed together (``CoreServer.submit``): per
+  partition one stamp, one append, one wait for its round and one for apply.
 * A request (``R``): the whole HTTP request, answered by this process's own app (the reads:
   a barrier here, then the store), its response sent back.
 * Metrics (``M``): a front's samples, kept; a scrape is answered with the sum over every
@@ -21,6 +23,7 @@ import logging
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,6 +39,7 @@ from projections.commands import (
 from service import corewire as W
 from service import metricsfanin as fanin
 from service.errors import HTTPError, bad_request
+from service.gateway import Stamped
 
 logger = logging.getLogger("marconi.core")
 
@@ -95,6 +99,9 @@ class CoreConnection(asyncio.Protocol):
             return
         loop = asyncio.get_running_loop()
         for rid, kind, payload in frames:
+            if kind == W.EXECUTE:
+                self._server.submit(self._writer, rid, payload)
+                continue
             task = loop.create_task(self._answer(rid, kind, payload))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -104,9 +111,7 @@ class CoreConnection(asyncio.Protocol):
 
     async def _answer(self, rid: int, kind: int, payload: bytes) -> None:
         try:
-            if kind == W.EXECUTE:
-                self._writer.send(rid, W.OUTCOME, await self._server.execute(payload))
-            elif kind == W.REQUEST:
+            if kind == W.REQUEST:
                 self._writer.send(rid, W.RESPONSE_KIND, await self._server.request(payload))
             elif kind == W.METRICS:
                 self._writer.send(rid, W.METRICS_TEXT, await self._server.metrics(self, payload))
@@ -149,6 +154,8 @@ class CoreServer:
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[CoreConnection] = set()
         self._front_metrics: dict[CoreConnection, list[fanin.Family]] = {}
+        self._queued: list[tuple[W.FrameWriter, int, bytes]] = []  # commands of this turn
+        self._tasks: set[asyncio.Task[None]] = set()
         self.changed = asyncio.Event()
 
     @property
@@ -177,14 +184,98 @@ class CoreServer:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
-    async def execute(self, record: bytes) -> bytes:
-        kind, command_id, project, queue, fields = parse_command(record)
+    def submit(self, writer: W.FrameWriter, rid: int, record: bytes) -> None:
+        """Queue a front's command for the next batch: every command that arrives in this
+        loop turn, from any front, is executed together (``_execute_queued``)."""
+        if not self._queued:
+            task = asyncio.get_running_loop().create_task(self._execute_queued())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._queued.append((writer, rid, record))
+
+    async def _execute_queued(self) -> None:
+        """Execute the commands queued so far and send each its answer."""
+        queued, self._queued = self._queued, []
+        unanswered = set(range(len(queued)))
+
+        def answer(i: int, result: bytes | HTTPError | BaseException) -> None:
+            unanswered.discard(i)
+            writer, rid, _ = queued[i]
+            if isinstance(result, bytes):
+                writer.send(rid, W.OUTCOME, result)
+            elif isinstance(result, HTTPError):
+                writer.send(rid, W.ERROR, W.error_payload(result))
+            else:
+                logger.error("core: frame %d failed", rid, exc_info=result)
+                writer.send(rid, W.ERROR, W.error_payload(HTTPError(
+                    500, "Internal server error", str(result) or type(result).__name__)))
+
+        try:
+            await self.execute_many([record for _, _, record in queued], answer)
+        except Exception as exc:  # a bug: whoever has no answer yet gets a 500
+            for i in sorted(unanswered):
+                answer(i, exc)
+
+    async def execute_many(self, records: list[bytes],
+                           answer: Callable[[int, bytes | HTTPError | BaseException], None],
+                           ) -> None:
+        """Execute front-encoded commands: ``answer(i, ...)`` gets the ``i``-th one's answer
+        (the stamp and outcome bytes, or its error) as soon as it is known. A record that is
+        no command answers its own 400 and is never appended; the rest are stamped and
+        appended per partition, in the order they came, one append per partition."""
         gateway = self.app.state.gateway
-        partition = gateway.partition_of(project, queue)
-        stamp = gateway.now_ms(partition)
-        outcome = await gateway.execute_record(partition, kind, command_id,
-                                               stamped_record(fields, stamp), stamp)
-        return W.U64.pack(stamp) + outcome
+        parsed: dict[int, list[tuple[int, type[Command], str, dict[str, Any]]]] = {}
+        for i, record in enumerate(records):
+            try:
+                kind, command_id, project, queue, fields = parse_command(record)
+            except HTTPError as exc:
+                answer(i, exc)
+                continue
+            parsed.setdefault(gateway.partition_of(project, queue), []).append(
+                (i, kind, command_id, fields))
+        stamped: list[tuple[int, int, list[tuple[int, Stamped]]]] = []
+        for partition, commands in parsed.items():
+            # One stamp for the partition's commands of this batch: they are stamped at the
+            # same moment, as back-to-back calls of ``now_ms`` in one millisecond would be.
+            stamp = gateway.now_ms(partition)
+            batch: list[tuple[int, Stamped]] = []
+            for i, kind, command_id, fields in commands:
+                try:
+                    batch.append((i, Stamped(kind, command_id, stamped_record(fields, stamp),
+                                             stamp)))
+                except HTTPError as exc:
+                    answer(i, exc)
+            if batch:
+                stamped.append((partition, stamp, batch))
+        if len(stamped) == 1:
+            await self._execute_batch(gateway, *stamped[0], answer)
+        elif stamped:  # concurrently: the partitions' appends share a commit round
+            await asyncio.gather(*(self._execute_batch(gateway, *group, answer)
+                                   for group in stamped))
+
+    @staticmethod
+    async def _execute_batch(gateway: Any, partition: int, stamp: int,
+                             batch: list[tuple[int, Stamped]],
+                             answer: Callable[[int, bytes | HTTPError | BaseException], None],
+                             ) -> None:
+        try:
+            results = await gateway.execute_records(partition, [cmd for _, cmd in batch])
+        except Exception as exc:  # a bug: every command of the batch answers it
+            for i, _ in batch:
+                answer(i, exc)
+            return
+        time = W.U64.pack(stamp)  # what the front reports as the command's time
+        for (i, _), result in zip(batch, results, strict=True):
+            answer(i, result if isinstance(result, HTTPError) else time + result)
+
+    async def execute(self, record: bytes) -> bytes:
+        """One command, as a batch of one: its stamp and outcome bytes, or its error raised."""
+        answers: list[bytes | HTTPError | BaseException] = []
+        await self.execute_many([record], lambda _, result: answers.append(result))
+        (result,) = answers
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     async def metrics(self, conn: CoreConnection, payload: bytes) -> bytes:
         """Keep a front's samples; for a scrape, answer every process's sum (the text)."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -61,6 +61,20 @@ OPERATION_FAILED: dict[type[Command], str] = {
 }
 READ_FAILED = "The resource could not be read."
 RECOVERED = -1  # ``_commit``: the append timed out, the barrier found it applied
+TOO_LARGE = "The request is too large to be stored."
+
+
+def _failed(kind: type[Command]) -> str:
+    return OPERATION_FAILED.get(kind, "The command could not be completed.")
+
+
+class Stamped(NamedTuple):
+    """A command encoded and stamped (at ``time_ms``) by the core, ready to append."""
+
+    kind: type[Command]
+    command_id: str
+    record: bytes
+    time_ms: int | None = None
 
 
 def _abandoned() -> bool:
@@ -98,6 +112,13 @@ async def _shielded(append: Coroutine[Any, Any, list[int]], timeout: float) -> l
         task.add_done_callback(_retrieve)
         raise TimeoutError
     return task.result()
+
+
+def _unavailable(kind: type[Command], cause: BaseException) -> Unavailable:
+    """The 503 of ``kind`` caused by ``cause`` (kept as its ``__cause__``, as ``raise from``)."""
+    exc = Unavailable(_failed(kind))
+    exc.__cause__ = cause
+    return exc
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -158,35 +179,84 @@ class LocalGateway:
         """``execute`` for a command already encoded and stamped (at ``time_ms``: the core of
         ``--workers N``): answers the outcome as apply stored it (JSON bytes), so the core
         builds no command object and re-encodes no outcome on the way to the front."""
-        offset = await self._commit(partition, kind, command_id, record)
-        return self._outcome_raw(partition, kind, command_id, offset, time_ms)
+        (answer,) = await self.execute_records(
+            partition, [Stamped(kind, command_id, record, time_ms)])
+        if isinstance(answer, HTTPError):
+            raise answer
+        return answer
+
+    async def execute_records(self, partition: int,
+                              commands: Sequence[Stamped]) -> list[bytes | HTTPError]:
+        """``execute_record`` for many commands of one partition at once, in their order: one
+        append, one wait for its commit round and one wait for apply cover them all (the core
+        of ``--workers N`` under load: the per-command tasks, futures and timers of one call
+        each were most of its CPU per command). Each answer is its command's own: the outcome
+        bytes, or the error it alone answers."""
+        offsets = await self._commit_many(partition, [c.kind for c in commands],
+                                          [c.record for c in commands])
+        answers: list[bytes | HTTPError] = []
+        for cmd, offset in zip(commands, offsets, strict=True):
+            if isinstance(offset, HTTPError):
+                answers.append(offset)
+                continue
+            try:
+                answers.append(self._outcome_raw(partition, cmd.kind, cmd.command_id, offset,
+                                                 cmd.time_ms))
+            except HTTPError as exc:
+                answers.append(exc)
+        return answers
 
     async def _commit(self, partition: int, kind: type[Command], command_id: str,
                       record: bytes) -> int:
         """Append ``record`` and wait until it is applied; its offset (``RECOVERED`` when an
         ambiguous append was found applied by the barrier instead)."""
-        failed = OPERATION_FAILED.get(kind, "The command could not be completed.")
-        await self._ready(partition, failed)
+        (offset,) = await self._commit_many(partition, [kind], [record])
+        if isinstance(offset, HTTPError):
+            raise offset
+        return offset
+
+    async def _commit_many(self, partition: int, kinds: Sequence[type[Command]],
+                           records: Sequence[bytes]) -> list[int | HTTPError]:
+        """Append ``records`` (in order, one ``append``) and wait until the last is applied:
+        each one's offset (``RECOVERED`` when the append was ambiguous and the barrier took
+        its place), or the error that command answers. A timeout, a failed round or a stopped
+        runner concern the whole append, so every command of it answers the same way."""
+        if not records:
+            return []
+        if not self._runner.ready(partition):
+            try:
+                await self._ready(partition, _failed(kinds[0]))
+            except Unavailable:
+                return [Unavailable(_failed(k)) for k in kinds]
         try:
-            (offset,) = await _shielded(self._log.append(partition, [record]), self._timeout)
+            appended = await _shielded(self._log.append(partition, records), self._timeout)
         except RecordTooLargeError:
-            raise bad_request("The request is too large to be stored.") from None
+            if len(records) == 1:
+                return [bad_request(TOO_LARGE)]
+            # The log takes all of an append or none of it: each alone, so only the record
+            # too large is refused (rare: a front refuses bodies that large first).
+            return [(await self._commit_many(partition, [k], [r]))[0]
+                    for k, r in zip(kinds, records, strict=True)]
         except TimeoutError:
-            return await self._recover(partition, failed)
+            try:
+                await self._recover(partition, _failed(kinds[0]))
+            except Unavailable:
+                return [Unavailable(_failed(k)) for k in kinds]
+            return [RECOVERED] * len(records)
         except LogError as exc:
             logger.error("partition %d: append failed: %r", partition, exc)
-            raise Unavailable(failed) from exc
+            return [_unavailable(k, exc) for k in kinds]
         try:
-            await self._runner.applied(partition, offset, self._timeout)
+            await self._runner.applied(partition, appended[-1], self._timeout)
         except TimeoutError:
-            raise Unavailable(failed) from None
+            return [Unavailable(_failed(k)) for k in kinds]
         except RuntimeError as exc:  # the runner stopped on an error
-            raise Unavailable(failed) from exc
+            return [_unavailable(k, exc) for k in kinds]
         except asyncio.CancelledError:
             if _abandoned():
-                raise Unavailable(failed) from None
+                return [Unavailable(_failed(k)) for k in kinds]
             raise
-        return offset
+        return [*appended]
 
     async def _recover(self, partition: int, failed: str) -> int:
         """After an ambiguous append, wait until the log is applied before looking the
@@ -203,7 +273,7 @@ class LocalGateway:
         if raw is not None:
             return raw
         if offset == RECOVERED:
-            raise Unavailable(OPERATION_FAILED.get(kind, "The command could not be completed."))
+            raise Unavailable(_failed(kind))
         # apply quarantined the record: a bug, not the client's fault
         logger.error("partition %d offset %d: %s %s left no outcome (quarantined?)",
                      partition, offset, kind.TAG, command_id)
