@@ -30,7 +30,6 @@ from service.remotegateway import (
     CoreLink,
     CoreMetrics,
     ForwardedHistory,
-    RecordBody,
     RemoteGateway,
 )
 
@@ -67,7 +66,7 @@ async def run(args: argparse.Namespace) -> int:
     metrics = Metrics()
     core_metrics = CoreMetrics(link, settings.request_timeout + 1.0)
     metrics.fan_in = core_metrics  # one scrape shows every process (service.metricsfanin)
-    app = RecordBody(create_app(settings, gateway, history_reader=history, metrics=metrics))
+    app = create_app(settings, gateway, history_reader=history, metrics=metrics)
     gcpause.settle()  # as the core does: no collection walks the startup heap again
     pushing = loop.create_task(core_metrics.push(metrics), name="metrics-push")
     try:

@@ -39,24 +39,11 @@ class BodyTimeout:
         if scope["type"] != "http" or self.seconds <= 0:
             await self.app(scope, receive, send)
             return
-        deadline = _Deadline(self.open, self.seconds)
-        complete = False
-        st = scope.setdefault("state", {})
-
-        async def timed_receive() -> Message:
-            nonlocal complete
-            if complete:
-                return await receive()
-            message = await deadline.receive(receive)
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                complete = True
-                deadline.cancel()
-            return message
-
+        reader = _TimedReader(receive, self.open, self.seconds)
         try:
-            await self.app(scope, timed_receive, send)
+            await self.app(scope, reader, send)
         except _BodyTimedOut:
-            if RESPONSE_STATUS in st:  # a response started (RequestId records it)
+            if RESPONSE_STATUS in scope["state"]:  # a response started (RequestId records it)
                 raise
             response = error_response(
                 408, TIMEOUT_TITLE,
@@ -64,7 +51,7 @@ class BodyTimeout:
                 {"Connection": "close"})
             await response(scope, receive, send)
         finally:
-            deadline.cancel()
+            reader.cancel()
 
 
 class _OpenDeadlines:
@@ -74,45 +61,67 @@ class _OpenDeadlines:
     the deadline late."""
 
     def __init__(self, seconds: float) -> None:
-        self._open: set[_Deadline] = set()
+        self.open: set[_TimedReader] = set()
         self._sweep: asyncio.TimerHandle | None = None
         self._interval = max(0.01, min(MAX_SWEEP_S, seconds / 4))
 
-    def add(self, deadline: _Deadline) -> None:
-        self._open.add(deadline)
+    def add(self, reader: _TimedReader) -> None:
+        self.open.add(reader)
         if self._sweep is None:
             self._sweep = asyncio.get_running_loop().call_later(self._interval, self._expire)
-
-    def discard(self, deadline: _Deadline) -> None:
-        self._open.discard(deadline)
 
     def _expire(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for deadline in [d for d in self._open if d.at <= now]:
-            self._open.discard(deadline)
-            deadline.expire()
+        for reader in [r for r in self.open if r.at <= now]:
+            self.open.discard(reader)
+            reader.expire()
         self._sweep = None
-        if self._open:
+        if self.open:
             self._sweep = loop.call_later(self._interval, self._expire)
 
 
-class _Deadline:
-    """The deadline of one request's body reads, open in ``_OpenDeadlines`` until the body is
-    complete (``asyncio.timeout`` would arm and disarm a timer per read): when it expires
-    during a read, that read is cancelled and raises ``_BodyTimedOut``. A read after it
-    expired is cancelled if it has to wait (as a read in ``asyncio.timeout_at`` with a past
-    deadline)."""
+class _TimedReader:
+    """A request's ``receive``, with the deadline of its body: ``seconds`` after the request
+    started. It is open in ``_OpenDeadlines`` from the first read until the body is complete
+    (a request whose body is never read is never there; one first read past the deadline
+    is expired by the next sweep); when it expires during a read,
+    that read is cancelled and raises ``_BodyTimedOut``. A read after it expired is
+    cancelled if it has to wait (as a read in ``asyncio.timeout_at`` with a past deadline).
+    (``asyncio.timeout`` would arm and disarm a timer per read.)"""
 
-    __slots__ = ("_late", "_open", "_reading", "at", "expired")
+    __slots__ = ("_late", "_open", "_reading", "_receive", "at", "complete", "expired")
 
-    def __init__(self, open_deadlines: _OpenDeadlines, seconds: float) -> None:
+    def __init__(self, receive: Receive, open_deadlines: _OpenDeadlines, seconds: float) -> None:
+        self._receive = receive
+        self.at = asyncio.get_running_loop().time() + seconds
+        self.complete = False  # the body has fully arrived: reads are not timed any more
         self.expired = False
+        self._open: _OpenDeadlines | None = open_deadlines  # None once out of it for good
         self._reading: asyncio.Task[Any] | None = None
         self._late: asyncio.Handle | None = None
-        self.at = asyncio.get_running_loop().time() + seconds
-        self._open: _OpenDeadlines | None = open_deadlines
-        open_deadlines.add(self)
+
+    async def __call__(self) -> Message:
+        if self.complete:
+            return await self._receive()
+        if self._open is not None and self not in self._open.open:
+            self._open.add(self)  # the first read: the deadline is open from now on
+        if self.expired and self._late is None:
+            self._late = asyncio.get_running_loop().call_soon(self.expire)
+        task = asyncio.current_task()
+        self._reading = task
+        try:
+            message = await self._receive()
+        except asyncio.CancelledError:
+            if self.expired and task is not None and task.uncancel() == 0:
+                raise _BodyTimedOut from None  # our cancel, nobody else's
+            raise
+        finally:
+            self._reading = None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.complete = True
+            self.cancel()
+        return message
 
     def expire(self) -> None:
         self.expired = True
@@ -122,23 +131,10 @@ class _Deadline:
             self._reading.cancel()
 
     def cancel(self) -> None:
+        """Out of the open deadlines for good (the body is complete, or the request done)."""
         if self._open is not None:
-            self._open.discard(self)
+            self._open.open.discard(self)
             self._open = None
         if self._late is not None:
             self._late.cancel()
             self._late = None
-
-    async def receive(self, receive: Receive) -> Message:
-        if self.expired and self._late is None:
-            self._late = asyncio.get_running_loop().call_soon(self.expire)
-        task = asyncio.current_task()
-        self._reading = task
-        try:
-            return await receive()
-        except asyncio.CancelledError:
-            if self.expired and task is not None and task.uncancel() == 0:
-                raise _BodyTimedOut from None  # our cancel, nobody else's
-            raise
-        finally:
-            self._reading = None

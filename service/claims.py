@@ -49,8 +49,7 @@ async def create_claim(request: Request) -> Response:
     if not snaps:
         return empty(204)
     queue = queue_name(request)
-    messages = [render.snapshot(queue, m, now, claim_id,
-                                with_checksum=s.enable_checksum) for m in snaps]
+    messages = render.snapshots(queue, snaps, now, claim_id, with_checksum=s.enable_checksum)
     return JSONResponse({"messages": messages}, status_code=201,
                         headers={"Location": render.claim_href(queue, claim_id)})
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -129,7 +129,7 @@ def response_from(payload: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes
     return status, headers, payload[start + size:]
 
 
-def request_payload(scope: dict[str, Any], body: bytes) -> bytes:
+def request_payload(scope: Mapping[str, Any], body: bytes) -> bytes:
     head = orjson.dumps({
         "method": scope["method"], "path": scope["path"],
         "raw_path": (scope.get("raw_path") or scope["path"].encode()).decode("latin-1"),

@@ -83,10 +83,8 @@ async def post_messages(request: Request) -> Response:
     raw = await read_post(request)
     parsed = posted_messages(parse_required(raw, request), settings(request))
     ids = await enqueue(request, raw, parsed)
-    queue = queue_name(request)
-    location = f"{render.queue_href(queue)}/messages?ids={','.join(ids)}"
-    return JSONResponse({"resources": [render.message_href(queue, i) for i in ids]},
-                        status_code=201, headers={"Location": location})
+    location, body = render.posted(queue_name(request), ids)
+    return JSONResponse(body, status_code=201, headers={"Location": location})
 
 
 async def get_messages(request: Request) -> Response:

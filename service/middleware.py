@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -45,9 +46,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 
 from service import signing
-from service.context import random16
+from service.context import new_id
 from service.errors import INTERNAL, error_response, route_not_found
-from service.headers import request_headers
+from service.headers import RequestHeaders, request_headers
 from service.routing import MATCHED, Resource, method_not_allowed
 from service.types import ASGIApp, Message, Receive, Scope, Send
 from service.validation import valid_project, valid_queue_name
@@ -75,7 +76,8 @@ RESPONSE_STATUS = "response_status"
 
 
 def state(scope: Scope) -> dict[str, Any]:
-    """The per-request state dict (``request.state`` in handlers)."""
+    """The per-request state dict (``request.state`` in handlers). The layers inside
+    ``RequestMetrics`` (outermost but ``Mount``: it sets it) read ``scope["state"]`` straight."""
     return scope.setdefault("state", {})
 
 
@@ -99,7 +101,7 @@ class _Check:
         else:
             await response(scope, receive, send)
 
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
         raise NotImplementedError
 
 
@@ -129,11 +131,8 @@ class Checks:
 
 
 def new_request_id() -> str:
-    """``req-<uuid4>``, from 16 random bytes without building a ``uuid.UUID``."""
-    h = random16()
-    h[6] = (h[6] & 0x0F) | 0x40
-    h[8] = (h[8] & 0x3F) | 0x80
-    x = h.hex()
+    """``req-<uuid4>``: a ``new_id`` with the dashes of a UUID's text."""
+    x = new_id()
     return f"req-{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
@@ -152,7 +151,7 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         request_id = new_request_id()
-        st = state(scope)
+        st = scope["state"]
         st["request_id"] = request_id
         token = request_id_var.set(request_id)
         header = (b"x-openstack-request-id", request_id.encode("latin-1"))
@@ -189,12 +188,12 @@ class Routing:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        found = _match(self.candidates.of(get_route_path(scope)), scope)
+        found = self.candidates.match(scope)
         if found is None:
             await route_not_found()(scope, receive, send)
             return
         template, resource, params, matched = found
-        st = state(scope)
+        st = scope["state"]
         st["route"] = template
         if scope["method"] == "OPTIONS":
             await Response(status_code=200, headers={"Allow": resource.allow_header})(
@@ -214,29 +213,73 @@ class RoutesBySlashes:
     (a route whose last segment has a parameter is a candidate whatever that segment is).
     Routes this cannot tell about (other convertors, a parameter in the first two segments,
     mounts) are candidates for every path; each list keeps the routes' order, so the first
-    match is the one a scan of all routes finds — and on the hot paths, the only one tried."""
+    match is the one a scan of all routes finds — and on the hot paths, the only one tried.
+
+    ``match`` tries a plain route of a ``Resource`` with its pattern alone: for such a route
+    ``Route.matches`` only adds calls around it (the route path read again, convertors that
+    return the text unchanged, a copy of the parameters, the method check of a route that has
+    no methods) — eight of them per request. Any other route is asked through ``matches``."""
 
     def __init__(self, routes: Sequence[BaseRoute]) -> None:
         known = {id(r): _key(r.path) for r in routes if isinstance(r, Route) and _indexable(r)}
         last = {id(r): _literal_last(r.path) for r in routes if id(r) in known}
-        self._any = [r for r in routes if id(r) not in known]
+        self._any = [_candidate(r) for r in routes if id(r) not in known]
         self._by_key: dict[tuple[int, tuple[str, ...]],
-                           tuple[dict[str, list[BaseRoute]], list[BaseRoute]]] = {}
+                           tuple[dict[str, list[_Candidate]], list[_Candidate]]] = {}
         for key in set(known.values()):
             bucket = [r for r in routes if known.get(id(r), key) == key]
             ends = {last[id(r)] for r in bucket if last.get(id(r)) is not None}
-            by_end = {end: [r for r in bucket if last.get(id(r)) in (None, end)]
+            by_end = {end: [_candidate(r) for r in bucket if last.get(id(r)) in (None, end)]
                       for end in ends if end is not None}
-            self._by_key[key] = (by_end, [r for r in bucket if last.get(id(r)) is None])
+            self._by_key[key] = (by_end,
+                                 [_candidate(r) for r in bucket if last.get(id(r)) is None])
 
     def of(self, path: str) -> Sequence[BaseRoute]:
+        """The routes tried for ``path``, in order."""
+        return [route for route, _ in self._candidates(path)]
+
+    def _candidates(self, path: str) -> Sequence[_Candidate]:
         # a pattern's ``$`` also matches before one final newline: the key ignores it
         path = path[:-1] if path.endswith("\n") else path
-        found = self._by_key.get(_key(path))
+        found = self._by_key.get((path.count("/"), tuple(path.split("/", 3)[1:3])))  # _key(path)
         if found is None:
             return self._any
         by_end, any_end = found
         return by_end.get(path.rsplit("/", 1)[-1], any_end)
+
+    def match(self, scope: Scope) -> Matched | None:
+        """What ``_match`` of every route finds for the request (None: 404)."""
+        path = get_route_path(scope) if scope.get("root_path") else scope["path"]
+        for route, pattern in self._candidates(path):
+            if pattern is None:
+                found = _match((route,), scope)
+                if found is not None:
+                    return found
+                continue
+            m = pattern.match(path)
+            if m is not None:
+                params = m.groupdict()
+                if "path_params" in scope:  # as ``Route.matches`` merges them
+                    params = {**scope["path_params"], **params}
+                resource = route.endpoint  # type: ignore[attr-defined]
+                return (route.path,  # type: ignore[attr-defined]
+                        resource, params,
+                        (route, {"endpoint": resource, "path_params": params}))
+        return None
+
+
+# A route and, when ``Route.matches`` of it is its pattern's match and nothing more, that
+# pattern (``RoutesBySlashes.match``).
+_Candidate = tuple[BaseRoute, re.Pattern[str] | None]
+# (template, resource, path parameters, (route, child scope)): what a request path names
+Matched = tuple[str, Resource, dict, tuple[BaseRoute, dict]]
+
+
+def _candidate(route: BaseRoute) -> _Candidate:
+    plain = (type(route) is Route and isinstance(route.endpoint, Resource)
+             and route.methods is None and all(type(c) is StringConvertor
+                                               for c in route.param_convertors.values()))
+    return route, route.path_regex if plain else None  # type: ignore[attr-defined]
 
 
 def _key(path: str) -> tuple[int, tuple[str, ...]]:
@@ -255,8 +298,7 @@ def _indexable(route: Route) -> bool:
             and "{" not in "/".join(route.path.split("/", 3)[1:3]))
 
 
-def _match(routes: Sequence[BaseRoute], scope: Scope
-           ) -> tuple[str, Resource, dict, tuple[BaseRoute, dict]] | None:
+def _match(routes: Sequence[BaseRoute], scope: Scope) -> Matched | None:
     """The route template, resource, path parameters and (route, child scope) of a request
     path (None: 404).
 
@@ -311,13 +353,13 @@ class Auth:
             await self.app(scope, receive, send)
             return
         headers = request_headers(scope)
-        st = state(scope)
+        st = scope["state"]
         st["roles"] = []
         st["signed"] = False
         if scope["path"] == ROOT:
             await self.app(scope, receive, send)
             return
-        if "url-signature" in headers:
+        if "url-signature" in headers.first:
             if not signed_request_valid(scope, headers, self.secret_key):
                 await route_not_found()(scope, receive, send)
                 return
@@ -330,8 +372,10 @@ class Auth:
             return
         await self.app(outcome, receive, send)
 
-    async def authenticate_none(self, scope: Scope, headers: Headers) -> Scope | Response:
-        state(scope)["roles"] = _roles(headers.get("x-roles", ""))
+    async def authenticate_none(self, scope: Scope, headers: RequestHeaders) -> Scope | Response:
+        raw = headers.first.get("x-roles")
+        if raw:
+            scope["state"]["roles"] = _roles(raw)
         return scope
 
     async def authenticate_token(self, scope: Scope, headers: Headers) -> Scope | Response:
@@ -384,10 +428,10 @@ class PreSignedUrl(_Check):
         super().__init__(app)
         self.secret_key = secret_key
 
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
-        if "url-signature" not in headers:
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
+        if "url-signature" not in headers.first:
             return None
-        st = state(scope)
+        st = scope["state"]
         if st.get("signed") and signed_request_valid(scope, headers, self.secret_key):
             return None
         st["signed"] = False
@@ -395,9 +439,10 @@ class PreSignedUrl(_Check):
 
 
 class FormEncodedRejection(_Check):
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
-        media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if "content-length" in headers and media_type == FORM_MEDIA_TYPE:
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
+        found = headers.first
+        media_type = found.get("content-type", "").split(";", 1)[0].strip().lower()
+        if "content-length" in found and media_type == FORM_MEDIA_TYPE:
             return error_response(
                 400, "Invalid Content-Type",
                 "Endpoint does not accept `application/x-www-form-urlencoded` content; "
@@ -440,8 +485,9 @@ def accepts_json(accept: str | None) -> bool:
 
 
 class AcceptJson(_Check):
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
-        if accepts_json(headers.get("accept")):
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
+        accept = headers.first.get("accept")
+        if accept is None or accepts_json(accept):
             return None
         return error_response(406, None)
 
@@ -460,11 +506,11 @@ class ClientId(_Check):
         self.min_length = min_length
         self.max_length = max_length
 
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
         if scope["path"] == ROOT:
             return None
-        raw = headers.get("client-id")
-        st = state(scope)
+        raw = headers.first.get("client-id")
+        st = scope["state"]
         api = st.get("api")
         optional = api is not None and not api.client_id_required  # v1.0: UUID if present
         if raw is None and optional:
@@ -498,11 +544,11 @@ def canonical_uuid(raw: str) -> str | None:
 
 
 class ProjectId(_Check):
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
         if scope["path"] == ROOT:
             return None
-        project = headers.get("x-project-id")
-        st = state(scope)
+        project = headers.first.get("x-project-id")
+        st = scope["state"]
         api = st.get("api")
         if project is None and api is not None and not api.project_required:
             st["project"] = GLOBAL_PROJECT  # v1.0's namespace without a project
@@ -522,8 +568,8 @@ class ProjectId(_Check):
 class QueueName(_Check):
     """Queue name rules and project length, only where the path names a queue (§1.2 step 6)."""
 
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
-        st = state(scope)
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
+        st = scope["state"]
         params = st.get("path_params", {})
         kind, name = "queue", params.get("queue_name")
         if name is None:  # topics have the same rules in their own words (§8.13)
@@ -540,8 +586,8 @@ class QueueName(_Check):
 class MethodCheck(_Check):
     """405 + Allow for a known path and a method it does not serve (after the checks)."""
 
-    def check(self, scope: Scope, headers: Headers) -> Response | None:
-        allowed = state(scope).get("allowed")
+    def check(self, scope: Scope, headers: RequestHeaders) -> Response | None:
+        allowed = scope["state"].get("allowed")
         if allowed is None or scope["method"] in allowed:
             return None
         return method_not_allowed(allowed)

@@ -7,7 +7,7 @@ the store; this sends it commands and whole read requests over one Unix socket.
   back onto the command, because a few handlers render from ``cmd.time_ms``.
 * ``view_for`` / ``views_all`` raise ``ForwardToCore``: the store is not here, so the request
   is answered by the core's own app (the same handlers on a linearizable read there), and
-  its response relayed. ``RecordBody`` keeps the body a handler already read for that.
+  its response relayed, with the body a handler already read (``validation.BODY_READ``).
 * The core gone (killed, stopped): pending requests answer 503 and the front stops.
 """
 
@@ -28,13 +28,13 @@ from service import corewire as W
 from service import metricsfanin as fanin
 from service.errors import HTTPError, Unavailable
 from service.metrics import Metrics
-from service.types import ASGIApp, Message, Outcome, Receive, Scope, Send
+from service.types import Outcome, Receive, Scope, Send
+from service.validation import BODY_READ
 
 logger = logging.getLogger(__name__)
 
 FAILED = "The command could not be completed."
 READ_FAILED = "The resource could not be read."
-BODY_KEY = "marconi.body"  # scope key: the chunks of the request body read so far
 
 
 SWEEP_S = 0.25  # how often calls past their deadline are failed (so: how late, at most)
@@ -142,8 +142,9 @@ class _CoreProxy(Response):
         self._timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks: list[bytes] = list(scope.get(BODY_KEY, ()))
-        more = scope.get(BODY_KEY + ".more", True)
+        read = scope.get(BODY_READ)  # the handler read it all (its receive is spent)
+        chunks: list[bytes] = [] if read is None else [read]
+        more = read is None
         while more:
             message = await receive()
             if message["type"] != "http.request":
@@ -152,7 +153,7 @@ class _CoreProxy(Response):
             more = message.get("more_body", False)
         try:
             kind, payload = await self._link.call(
-                W.REQUEST, W.request_payload(dict(scope), b"".join(chunks)), self._timeout)
+                W.REQUEST, W.request_payload(scope, b"".join(chunks)), self._timeout)
         except (ConnectionError, TimeoutError):
             await Unavailable(READ_FAILED).response()(scope, receive, send)
             return
@@ -163,30 +164,6 @@ class _CoreProxy(Response):
         headers = [(k, v) for k, v in headers if k != b"x-openstack-request-id"]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-class RecordBody:
-    """Keeps the request body chunks a handler reads, in case the request is forwarded."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        scope[BODY_KEY] = chunks
-
-        async def recording() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    scope[BODY_KEY + ".more"] = False
-            return message
-
-        await self.app(scope, recording, send)
 
 
 class RemoteGateway:

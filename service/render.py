@@ -20,7 +20,17 @@ V2 = "/v2"  # hrefs take the API's path prefix; v1.0 and v1.1 pass "/v1", "/v1.1
 
 def queue_href(queue: str, prefix: str = V2) -> str:
     """``<prefix>/queues/<q>``, or ``<prefix>/topics/<t>`` for a topic's internal name."""
-    return prefix + topics.base_href(queue)[len(V2):]
+    if topics.is_topic(queue):
+        return prefix + topics.base_href(queue)[len(V2):]
+    return f"{prefix}/queues/{queue}"  # what base_href gives a queue, without two calls
+
+
+def posted(queue: str, ids: list[str], prefix: str = V2) -> tuple[str, dict[str, Any]]:
+    """A message post's ``Location`` and body (§8.1): the messages' hrefs, one queue href
+    worked out for all of them."""
+    messages = f"{queue_href(queue, prefix)}/messages"
+    return (f"{messages}?ids={','.join(ids)}",
+            {"resources": [f"{messages}/{message_id}" for message_id in ids]})
 
 
 def message_href(queue: str, message_id: str, claim_id: str | None = None,
@@ -55,12 +65,20 @@ def message(queue: str, m: Message, *, with_checksum: bool = False,
 def snapshot(queue: str, snap: dict[str, Any], now: int, claim_id: str, *,
              with_checksum: bool = False, prefix: str = V2) -> dict[str, Any]:
     """A message as a claim outcome recorded it (``{id, body, ttl, c}``)."""
-    out: dict[str, Any] = {"id": snap["id"],
-                           "href": message_href(queue, snap["id"], claim_id, prefix),
-                           "ttl": snap["ttl"], "age": max(0, (now - snap["c"]) // 1000),
-                           "body": snap["body"]}
+    return snapshots(queue, [snap], now, claim_id, with_checksum=with_checksum,
+                     prefix=prefix)[0]
+
+
+def snapshots(queue: str, snaps: Iterable[dict[str, Any]], now: int, claim_id: str, *,
+              with_checksum: bool = False, prefix: str = V2) -> list[dict[str, Any]]:
+    """``snapshot`` of each message of a claim, the queue's href worked out once for all."""
+    messages = f"{queue_href(queue, prefix)}/messages"
+    out = [{"id": snap["id"], "href": f"{messages}/{snap['id']}?claim_id={claim_id}",
+            "ttl": snap["ttl"], "age": max(0, (now - snap["c"]) // 1000), "body": snap["body"]}
+           for snap in snaps]
     if with_checksum:
-        out["checksum"] = checksum(snap["body"])
+        for item in out:
+            item["checksum"] = checksum(item["body"])
     return out
 
 

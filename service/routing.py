@@ -35,17 +35,15 @@ class Resource:
         order = {m: i for i, m in enumerate(METHOD_ORDER)}
         self._allowed = (*sorted(self.handlers, key=lambda m: order.get(m, 99)), "OPTIONS")
         self._allow = ", ".join(self._allowed)
+        # ``allowed`` without the copy, for the routing middleware's per-request check (a
+        # plain attribute: a property would be a call per request)
+        self.allowed_methods: tuple[str, ...] = self._allowed
 
     @property
     def allowed(self) -> list[str]:
         """Methods in a stable order, plus OPTIONS (what ``Allow`` lists); a new list each
         time, from the tuple worked out once."""
         return list(self._allowed)
-
-    @property
-    def allowed_methods(self) -> tuple[str, ...]:
-        """``allowed`` without the copy, for the routing middleware's per-request check."""
-        return self._allowed
 
     @property
     def allow_header(self) -> str:

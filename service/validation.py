@@ -60,7 +60,7 @@ _LONG_DIGITS = re.compile(rb"[0-9]{19,}")
 
 def content_length(request: Request) -> int | None:
     """The Content-Length header as an int (None when absent or malformed)."""
-    raw = request_headers(request.scope).get("content-length")
+    raw = request_headers(request.scope).first.get("content-length")
     if raw is None:
         return None
     try:
@@ -70,12 +70,19 @@ def content_length(request: Request) -> int | None:
     return value if value >= 0 else None
 
 
+# Scope key: the body ``read_body`` read, whole. A request a front forwards to the core after
+# its handler read the body (``service.remotegateway``) is sent with it, since ``receive``
+# has nothing more to give.
+BODY_READ = "marconi.body"
+
+
 async def read_body(request: Request, limit: int, too_large: Callable[[], HTTPError]) -> bytes:
     """The request body, refusing more than ``limit`` bytes before and while reading it.
 
     Read from ``receive`` as ``Request.stream`` does (a disconnect is ``ClientDisconnect``),
     without its async generator: every body is read once, here, and the generator cost each
-    request three more calls. Nothing reads a request's body after this."""
+    request three more calls. Nothing reads a request's body after this; the body is kept
+    in the scope (``BODY_READ``)."""
     declared = content_length(request)
     if declared is not None and declared > limit:
         raise too_large()
@@ -96,7 +103,8 @@ async def read_body(request: Request, limit: int, too_large: Callable[[], HTTPEr
         if size > limit:
             raise too_large()
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = request.scope[BODY_READ] = b"".join(chunks)
+    return body
 
 
 def body_cap(settings: Settings) -> int:

@@ -2,7 +2,7 @@
 
 A front (``ops/front.py``) is hypercorn + our app + ``RemoteGateway``. Hypercorn's share is a
 floor we do not own; this costs the rest in-process: the app a front serves
-(``RecordBody`` around ``create_app`` over a real ``RemoteGateway``) is driven straight
+(``create_app`` over a real ``RemoteGateway``) is driven straight
 through ASGI, and the core link is ``InstantLink``, which answers every call at once with a
 canned frame. What is measured is then every layer of ours a request crosses — middleware,
 handler, validation, command encoding, outcome decoding, forwarding — and nothing else.
@@ -31,7 +31,7 @@ import orjson
 
 from service import corewire as W
 from service.app import create_app
-from service.remotegateway import RecordBody, RemoteGateway
+from service.remotegateway import RemoteGateway
 from service.types import ASGIApp
 
 CLIENT = b"3381af92-2b9e-11e3-b191-71861300734c"
@@ -95,7 +95,7 @@ def front_app(link: InstantLink) -> ASGIApp:
 
     settings = Settings(data=tempfile.mkdtemp(prefix="marconi-bench-front-"))
     gateway = RemoteGateway(link, 16)  # type: ignore[arg-type]
-    return RecordBody(create_app(settings, gateway))
+    return create_app(settings, gateway)
 
 
 def driver(app: ASGIApp, s: Scenario) -> Callable[[], Any]:

@@ -249,6 +249,17 @@ async def test_checksum_when_enabled(make_service: Factory) -> None:
     assert m["checksum"] == f"MD5:{digest}"
 
 
+async def test_claimed_messages_carry_their_checksum(make_service: Factory) -> None:
+    svc = await make_service(enable_checksum=True)
+    await post(svc, "q", {"event": "BackupStarted"}, [1, "é"])
+    r = await svc.client.post("/v2/queues/q/claims?limit=5", json={"ttl": 60, "grace": 60})
+    assert r.status_code == 201
+    got = [(list(m), m["checksum"]) for m in r.json()["messages"]]
+    assert got == [(["id", "href", "ttl", "age", "body", "checksum"],
+                    "MD5:" + hashlib.md5(json.dumps(body).encode()).hexdigest())
+                   for body in ({"event": "BackupStarted"}, [1, "é"])]
+
+
 # -- get by ids / get one ----------------------------------------------------------------------
 
 

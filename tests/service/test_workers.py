@@ -19,7 +19,7 @@ from ops.core import CoreServer
 from projections.commands import SetRules, decode
 from service import corewire as W
 from service.app import create_app
-from service.remotegateway import CoreLink, ForwardedHistory, RecordBody, RemoteGateway
+from service.remotegateway import CoreLink, ForwardedHistory, RemoteGateway
 from tests.service.conftest import PARTITIONS, PROJECT, Factory, Service
 
 
@@ -39,8 +39,7 @@ async def split(make_service: Factory, tmp_path: Path) -> AsyncIterator[Split]:
     await server.start()
     link = await CoreLink.connect(str(tmp_path / "core.sock"))
     gateway = RemoteGateway(link, PARTITIONS, timeout=5.0)
-    app = RecordBody(create_app(core.settings, gateway,
-                                history_reader=ForwardedHistory(link, 5.0)))
+    app = create_app(core.settings, gateway, history_reader=ForwardedHistory(link, 5.0))
     front = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                               base_url="http://front.test",
                               headers={"Client-ID": core.client_id, "X-Project-ID": PROJECT})
@@ -92,7 +91,7 @@ async def test_a_forwarded_request_keeps_the_body_it_was_read_with(
     server = CoreServer(transport.app, tmp_path / "core2.sock")
     await server.start()
     link = await CoreLink.connect(str(tmp_path / "core2.sock"))
-    app = RecordBody(create_app(core.settings, RemoteGateway(link, PARTITIONS, timeout=5.0)))
+    app = create_app(core.settings, RemoteGateway(link, PARTITIONS, timeout=5.0))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://f",
                                  headers={"Client-ID": core.client_id,
                                           "X-Project-ID": PROJECT}) as front:
@@ -172,8 +171,8 @@ async def test_one_scrape_of_a_front_shows_every_process(tmp_path: Path) -> None
         link = await CoreLink.connect(str(tmp_path / "core.sock"))
         metrics = Metrics()
         metrics.fan_in = CoreMetrics(link, 5.0)
-        app = RecordBody(create_app(settings, RemoteGateway(link, PARTITIONS, timeout=5.0),
-                                    metrics=metrics))
+        app = create_app(settings, RemoteGateway(link, PARTITIONS, timeout=5.0),
+                         metrics=metrics)
         fronts.append(httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://front.test",
             headers={"Client-ID": "3381af92-2b9e-11e3-b191-71861300734c",
