@@ -12,20 +12,13 @@ new digest here.
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
-from projections.apply import apply_into
 from projections.commands import encode
-from projections.memstore import MemoryStore
-from projections.overlay import Overlay
 from projections.rules import versions
-from projections.runner import digest
-from tests.projections.claim_history import P, history
+from tests.projections.claim_history import history
+from tests.projections.foldcheck import checkpoints
 from tests.projections.workload import Workload
-
-CHECKPOINT = 100  # records between digests of the whole state (outcomes are pruned later)
 
 # Folded with the code of da673f1; see the module docstring.
 EXPECTED = {
@@ -33,21 +26,6 @@ EXPECTED = {
     2: "ce9a43eedf1fa42772b466830790f41839c3a5dd833778429fd24f92565c0a7f",
 }
 EXPECTED_WORKLOAD_3 = "0f6bf957f515096d9ed0c59ed13136cf7246bff73f6463940763669b8c00a099"
-
-
-def checkpoints(records: list[bytes], batch: int) -> str:
-    """One hash over the state's digest every CHECKPOINT records (commits every ``batch``)."""
-    store, chain = MemoryStore(), hashlib.blake2b(digest_size=32)
-    tx = Overlay(store)
-    for offset, record in enumerate(records):
-        apply_into(tx, P, offset, record)
-        done = offset + 1
-        if done % batch == 0 or done % CHECKPOINT == 0 or done == len(records):
-            store.commit(tx.changes)
-            tx = Overlay(store)
-        if done % CHECKPOINT == 0 or done == len(records):
-            chain.update(digest(store).encode())
-    return chain.hexdigest()
 
 
 @pytest.mark.parametrize("seed", sorted(EXPECTED))

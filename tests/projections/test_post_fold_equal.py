@@ -16,14 +16,12 @@ import hashlib
 
 import pytest
 
-from projections.apply import apply_into, apply_record
+from projections.apply import apply_record
 from projections.memstore import MemoryStore
-from projections.overlay import Overlay
 from projections.rules import versions
-from projections.runner import digest
+from tests.projections.foldcheck import checkpoints
 from tests.projections.post_history import P, history
 
-CHECKPOINT = 100
 SEED = 15
 
 # Folded with the code of bfaa5a2; see the module docstring. rules -> (chain, batch 7, 50).
@@ -68,19 +66,6 @@ def change_chain(records: list[bytes]) -> str:
     return chain.hexdigest()
 
 
-def checkpoints(records: list[bytes], batch: int) -> str:
-    """One hash over the state's digest every CHECKPOINT records (commits every ``batch``)."""
-    store, chain = MemoryStore(), hashlib.blake2b(digest_size=32)
-    tx = Overlay(store)
-    for offset, record in enumerate(records):
-        apply_into(tx, P, offset, record)
-        done = offset + 1
-        if done % batch == 0 or done % CHECKPOINT == 0 or done == len(records):
-            store.commit(tx.changes)
-            tx = Overlay(store)
-        if done % CHECKPOINT == 0 or done == len(records):
-            chain.update(digest(store).encode())
-    return chain.hexdigest()
 
 
 def fingerprints(rules: int) -> tuple[str, str, str]:
