@@ -526,13 +526,10 @@ class Snapshotter:
         """Start judging crossings from the store's effective time (at every launch)."""
         self._time[partition] = int(queries.partition_state(store, partition)["time"])
 
-    def crossed(self, view: View, partition: int) -> bool:
-        """Whether the record just applied moved the partition into a new time bucket."""
-        return self.crossed_at(partition, int(queries.partition_state(view, partition)["time"]))
-
     def crossed_at(self, partition: int, now: int) -> bool:
-        """``crossed``, given the partition's log time after the record (``apply_into``
-        returns it: the runner does not read and decode the meta record again per record)."""
+        """Whether the record just applied moved the partition into a new time bucket, given
+        the partition's log time after it (``apply_into`` returns it: the runner does not
+        read and decode the meta record again per record)."""
         before = self._time.get(partition, 0)
         self._time[partition] = now
         return before > 0 and now // self.interval_ms > before // self.interval_ms

@@ -114,11 +114,16 @@ async def _shielded(append: Coroutine[Any, Any, list[int]], timeout: float) -> l
     return task.result()
 
 
-def _unavailable(kind: type[Command], cause: BaseException) -> Unavailable:
-    """The 503 of ``kind`` caused by ``cause`` (kept as its ``__cause__``, as ``raise from``)."""
-    exc = Unavailable(_failed(kind))
-    exc.__cause__ = cause
-    return exc
+def _unavailable(kinds: Sequence[type[Command]],
+                 cause: BaseException | None = None) -> list[int | HTTPError]:
+    """Each command's 503, for a failure of their whole append; ``cause`` is kept as each
+    one's ``__cause__``, as ``raise ... from cause`` would."""
+    failures: list[int | HTTPError] = []
+    for kind in kinds:
+        exc = Unavailable(_failed(kind))
+        exc.__cause__ = cause
+        failures.append(exc)
+    return failures
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -227,7 +232,7 @@ class LocalGateway:
             try:
                 await self._ready(partition, _failed(kinds[0]))
             except Unavailable:
-                return [Unavailable(_failed(k)) for k in kinds]
+                return _unavailable(kinds)
         try:
             appended = await _shielded(self._log.append(partition, records), self._timeout)
         except RecordTooLargeError:
@@ -241,20 +246,20 @@ class LocalGateway:
             try:
                 await self._recover(partition, _failed(kinds[0]))
             except Unavailable:
-                return [Unavailable(_failed(k)) for k in kinds]
+                return _unavailable(kinds)
             return [RECOVERED] * len(records)
         except LogError as exc:
             logger.error("partition %d: append failed: %r", partition, exc)
-            return [_unavailable(k, exc) for k in kinds]
+            return _unavailable(kinds, exc)
         try:
             await self._runner.applied(partition, appended[-1], self._timeout)
         except TimeoutError:
-            return [Unavailable(_failed(k)) for k in kinds]
+            return _unavailable(kinds)
         except RuntimeError as exc:  # the runner stopped on an error
-            return [_unavailable(k, exc) for k in kinds]
+            return _unavailable(kinds, exc)
         except asyncio.CancelledError:
             if _abandoned():
-                return [Unavailable(_failed(k)) for k in kinds]
+                return _unavailable(kinds)
             raise
         return [*appended]
 
