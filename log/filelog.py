@@ -13,7 +13,8 @@ Durability: an append writes its frames to the page cache and waits for the next
 a round fsyncs every file written since the previous round (one ``syncfs`` when many partitions
 are dirty, else ``fdatasync`` per file) and only then makes the records visible and resolves the
 waiting appends. A round starts as soon as the previous one ends, so one fsync covers every
-append that arrived meanwhile (group commit).
+append that arrived meanwhile (group commit). A round runs in the commit thread, or on the
+event loop itself while rounds are quick (``INLINE_ROUND_S``).
 
 Open in bounded time and memory: a segment is sealed (fsynced, closed) before the next one
 starts, and its ``.idx`` is written and fsynced then; a clean stop writes the active segment's
@@ -87,6 +88,14 @@ RECENT_BYTES = 512 * 1024
 a commit round just made durable without reading it back from disk (it reads a round right
 after it is published). Reads further back go to the segment files."""
 PROBE_INTERVAL_S = 1.0
+INLINE_ROUND_S = 0.002
+"""While a round's write and sync take less than this (a moving average of the recent ones,
+``FileLog._round_s``), rounds run on the event loop, not in the commit thread. Handing a
+round over costs two cross-thread wake-ups and a GIL hand-back, which on a fast disk is
+more of the loop's CPU than the sync blocks it for (the core of ``serve --workers 2``: about
+a sixth of its CPU per single-message POST). On a slower disk, and while writes fail, the
+thread takes the rounds again, so reads and new appends go on during each fsync."""
+ROUND_WEIGHT = 0.2  # of the newest round in ``_round_s``
 SyncStrategy = Literal["auto", "fdatasync", "syncfs"]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
@@ -285,6 +294,8 @@ class FileLog:
         self._next_round: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
+        self._round_s = float("inf")  # recent rounds' write+sync time (unknown: the thread)
+        self.inline_rounds = 0  # rounds run on the event loop (``INLINE_ROUND_S``)
         self._repairs: set[int] = set()  # partitions rolled back: truncate before writing
         self._health = LogHealth(True)
         self._loaded: OrderedDict[int, _Segment] = OrderedDict()  # sealed indexes in memory
@@ -663,9 +674,13 @@ class FileLog:
                 work.append((part, chunks))
             repairs = sorted(self._repairs)
             finished: asyncio.Future[None] = loop.create_future()
-            assert self._executor is not None
-            self._executor.submit(self._run_round, loop, finished, work, pending, repairs,
-                                  round_done)
+            if self._health.ok and self._round_s < INLINE_ROUND_S:
+                self.inline_rounds += 1
+                self._run_round_inline(finished, work, pending, repairs, round_done)
+            else:
+                assert self._executor is not None
+                self._executor.submit(self._run_round, loop, finished, work, pending,
+                                      repairs, round_done)
             try:
                 await finished
             except BaseException as exc:  # nothing of this round is acknowledged
@@ -697,12 +712,37 @@ class FileLog:
         thread schedules, not in the commit task woken by it: the acknowledgements and the
         runner's wake-up come one loop turn sooner."""
         try:
-            self._write_and_sync(work, repairs, round_done is None)
+            self._timed_write_and_sync(work, repairs, round_done is None)
         except BaseException as exc:
             loop.call_soon_threadsafe(_set_exception, finished, exc)
         else:
             loop.call_soon_threadsafe(self._round_written, finished, work, pending, repairs,
                                       round_done)
+
+    def _run_round_inline(self, finished: asyncio.Future[None],
+                          work: list[tuple[_Partition, list]], pending: dict[int, int],
+                          repairs: list[int], round_done: asyncio.Future[None] | None) -> None:
+        """A round on the event loop (``INLINE_ROUND_S``): it ends as the thread's does."""
+        try:
+            self._timed_write_and_sync(work, repairs, round_done is None)
+        except Exception as exc:
+            finished.set_exception(exc)
+        else:
+            self._round_written(finished, work, pending, repairs, round_done)
+
+    def _timed_write_and_sync(self, work: list[tuple[_Partition, list]], repairs: list[int],
+                              probe: bool) -> None:
+        """``_write_and_sync``, its time kept in ``_round_s`` (a failed round counts as
+        slow: the thread takes the next ones)."""
+        began = time.monotonic()
+        took = float("inf")
+        try:
+            self._write_and_sync(work, repairs, probe)
+            took = time.monotonic() - began
+        finally:
+            recent = self._round_s
+            self._round_s = (took if recent == float("inf") or took == float("inf")
+                             else recent + ROUND_WEIGHT * (took - recent))
 
     def _round_written(self, finished: asyncio.Future[None],
                        work: list[tuple[_Partition, list]], pending: dict[int, int],

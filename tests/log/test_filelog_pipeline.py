@@ -1,14 +1,19 @@
-"""FileLog's short write path: a round's records are read back from memory, and a round of one
-partition syncs with its write. Work is counted (reads, syncs), never timed."""
+"""FileLog's short write path: a round's records are read back from memory, a round of one
+partition syncs with its write, and quick rounds run on the event loop. Work is counted
+(reads, syncs, where each write ran), never timed."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from log import LogError, filelog
 from log.filelog import RECENT_BYTES, FileLog
 
 
@@ -67,3 +72,73 @@ async def test_a_round_of_one_partition_syncs_with_its_write(
         await asyncio.gather(log.append(0, [b"a"]), log.append(1, [b"b"]))
         assert len(syncs) == 2  # two partitions: written, then both synced
         monkeypatch.setattr(os, "fdatasync", real)
+
+
+async def test_quick_rounds_run_on_the_loop_and_a_slow_one_sends_them_back_to_the_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where each round's write runs, seen by the write itself: the commit thread until the
+    rounds are known to be quick, then the event loop; a round slower than
+    ``INLINE_ROUND_S`` hands the next ones back to the thread, and records stay durable and
+    in order on every path."""
+    real = os.pwrite
+    threads: list[str] = []
+    delay = [0.0]
+
+    def watched(fd: int, data: memoryview, pos: int) -> int:
+        threads.append(threading.current_thread().name)
+        time.sleep(delay[0])
+        return real(fd, data, pos)
+
+    monkeypatch.setattr(filelog, "INLINE_ROUND_S", 0.05)
+    monkeypatch.setattr(os, "pwrite", watched)
+    async with FileLog(tmp_path / "log", 1) as log:
+        threads.clear()  # (opening writes too)
+        for i in range(5):
+            await log.append(0, [b"quick %d" % i])
+        main = threading.current_thread().name
+        assert threads[0].startswith("filelog-commit")  # not measured yet: the thread
+        assert threads[-1] == main and log.inline_rounds >= 3
+        delay[0] = 0.5  # one slow round (on the loop, as the average said)...
+        await log.append(0, [b"slow"])
+        delay[0] = 0.0
+        inline = log.inline_rounds
+        threads.clear()
+        await log.append(0, [b"after"])
+        assert threads[0].startswith("filelog-commit")  # ...the next goes to the thread
+        assert log.inline_rounds == inline
+        for i in range(30):  # quick again: the average comes back under, the loop takes over
+            await log.append(0, [b"again %d" % i])
+        assert threads[-1] == main and log.inline_rounds > inline
+    monkeypatch.setattr(os, "pwrite", real)
+    async with FileLog(tmp_path / "log", 1) as log:
+        values = [r.value for r in await log.read(0, 0, 100)]
+    assert values == ([b"quick %d" % i for i in range(5)] + [b"slow", b"after"]
+                      + [b"again %d" % i for i in range(30)])
+
+
+async def test_a_failed_round_on_the_loop_fails_its_appends_and_the_log_recovers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write error in a round run on the loop is handled as one in the thread: the append
+    fails with LogError, nothing of it is kept, health says so, the next append works."""
+    real = os.pwrite
+    failing = [False]
+
+    def flaky(fd: int, data: memoryview, pos: int) -> int:
+        if failing[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, pos)
+
+    monkeypatch.setattr(filelog, "INLINE_ROUND_S", 10.0)
+    monkeypatch.setattr(os, "pwrite", flaky)
+    async with FileLog(tmp_path / "log", 1) as log:
+        await log.append(0, [b"one"])
+        await log.append(0, [b"two"])
+        assert log.inline_rounds >= 1
+        failing[0] = True
+        with pytest.raises(LogError):
+            await log.append(0, [b"lost"])
+        assert not log.health().ok
+        failing[0] = False
+        await log.append(0, [b"three"])
+        assert log.health().ok
+        assert [r.value for r in await log.read(0, 0, 10)] == [b"one", b"two", b"three"]
