@@ -732,17 +732,13 @@ class FileLog:
 
     def _timed_write_and_sync(self, work: list[tuple[_Partition, list]], repairs: list[int],
                               probe: bool) -> None:
-        """``_write_and_sync``, its time kept in ``_round_s`` (a failed round counts as
-        slow: the thread takes the next ones)."""
+        """``_write_and_sync``, its time kept in ``_round_s``. Rounds run one at a time, so
+        the mark of a failed round (slow: the thread takes the next ones) can be set first."""
+        recent, self._round_s = self._round_s, float("inf")
         began = time.monotonic()
-        took = float("inf")
-        try:
-            self._write_and_sync(work, repairs, probe)
-            took = time.monotonic() - began
-        finally:
-            recent = self._round_s
-            self._round_s = (took if recent == float("inf") or took == float("inf")
-                             else recent + ROUND_WEIGHT * (took - recent))
+        self._write_and_sync(work, repairs, probe)
+        took = time.monotonic() - began
+        self._round_s = took if recent == float("inf") else recent + ROUND_WEIGHT * (took - recent)
 
     def _round_written(self, finished: asyncio.Future[None],
                        work: list[tuple[_Partition, list]], pending: dict[int, int],
