@@ -11,6 +11,7 @@
   deadline that one periodic sweep per worker (``IdleConnections``) expires — no timer per
   request either; ``TimerWorkerContext`` closes every idle connection when the server
   terminates, as those tasks did.
+* HTTP/1.1 parsed and written by httptools (``ops.http1``) in h11's place.
 * The ``date`` header once a second. ``TunedConfig`` formats it when the second changes, not
   per response (the text is the same: an HTTP date has a one-second resolution).
 
@@ -31,6 +32,8 @@ from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.events import Event, RawData
+
+from ops import http1
 
 HIGH_WATER = 64 * 1024  # bytes buffered in the transport before a send waits for the socket
 MAX_SWEEP_S = 1.0  # idle connections are checked at least this often (see IdleConnections)
@@ -174,5 +177,6 @@ class CoalescingTCPServer(TCPServer):
 
 
 def install() -> None:
+    http1.install()
     hypercorn_run.TCPServer = CoalescingTCPServer  # type: ignore[misc]
     hypercorn_run.WorkerContext = TimerWorkerContext  # type: ignore[misc]
