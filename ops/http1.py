@@ -19,6 +19,9 @@ What h11 guaranteed and this keeps:
   the connection (1.0); HEAD, 1xx, 204 and 304 responses carry no body.
 * ``Expect: 100-continue`` is answered ``100 Continue`` before the body is read.
 * A response header value holding CR or LF is refused (never written: no response splitting).
+* A first request whose method llhttp does not know (``FOO``; h11 takes any token) goes, with
+  its connection, to Hypercorn's h11 protocol, so it is routed (405) as before; such a method
+  later on a kept-alive connection is refused 400.
 * An ``Upgrade`` or ``CONNECT`` request is answered as a plain request, then the connection
   closes (nothing here speaks WebSocket or h2c).
 """
@@ -39,6 +42,7 @@ from hypercorn.protocol.events import (
     Response,
     StreamClosed,
 )
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 
 STREAM_ID = 1
@@ -119,6 +123,11 @@ class HTTP1Protocol:
         self._parser = httptools.HttpRequestParser(self._events)
         self._events.parser = self._parser
         self._closed = False
+        # The bytes received before the first request parsed: a first request whose method
+        # llhttp does not know (it knows a fixed list; h11 takes any token) is handed, with
+        # the rest of the connection, to Hypercorn's h11 protocol, which routes it (405).
+        self._first: bytearray | None = bytearray()
+        self._h11: H11Protocol | None = None
         self._upgraded = False  # parsing stopped at an Upgrade/CONNECT: close after it
         # The request being answered:
         self._keep_alive = True
@@ -132,11 +141,22 @@ class HTTP1Protocol:
         pass
 
     async def handle(self, event: Event) -> None:
+        if self._h11 is not None:
+            await self._h11.handle(event)
+            return
         if isinstance(event, RawData):
             if self._closed or self._upgraded:
                 return
+            if self._first is not None:
+                self._first += event.data
             try:
                 self._parser.feed_data(event.data)
+            except httptools.HttpParserInvalidMethodError:
+                if self._first is not None and not self._events.queue:
+                    await self._to_h11(bytes(self._first))
+                else:  # a later request on a kept-alive connection
+                    await self._refuse(400)
+                return
             except httptools.HttpParserUpgrade:
                 self._upgraded = True
                 if not any(kind == _END for kind, _ in self._events.queue):
@@ -144,12 +164,21 @@ class HTTP1Protocol:
             except httptools.HttpParserError:
                 await self._refuse(431 if self._events.too_large else 400)
                 return
+            if self._events.queue:
+                self._first = None
             await self._run_events()
         elif isinstance(event, Closed):
             self._closed = True
             await self.can_read.set()
             if self.stream is not None:
                 await self._close_stream()
+
+    async def _to_h11(self, data: bytes) -> None:
+        self._first = None
+        self._h11 = H11Protocol(self.app, self.config, self.context, self.task_group,
+                                self.connection_state, self.ssl, self.client, self.server,
+                                self.send)
+        await self._h11.handle(RawData(data=data))
 
     async def _run_events(self) -> None:
         queue = self._events.queue

@@ -317,3 +317,13 @@ async def test_a_response_header_with_a_line_break_is_never_written() -> None:
         writer.write(request("GET", "/split"))
         data = await asyncio.wait_for(reader.read(), 5)
         assert b"set-cookie" not in data.lower()
+
+
+async def test_a_method_llhttp_does_not_know_still_reaches_the_app() -> None:
+    async with server() as port:
+        reader, writer = await connect(port)
+        writer.write(request("FOO", "/odd") + request("GET", "/then"))
+        status, _, body = await response(reader)
+        assert status == 200 and orjson.loads(body)["method"] == "FOO"
+        assert orjson.loads((await response(reader))[2])["path"] == "/then"
+        writer.close()
