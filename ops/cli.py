@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Commands that serve: their log lines are the operator's view, INFO by default. The tools
@@ -94,7 +95,8 @@ def _bench_compare(args: argparse.Namespace) -> int:
     main(seconds=args.seconds, rounds=args.rounds, workers=args.workers,
          load=not args.no_load, servers=tuple(args.servers.split(",")),
          marconi_port=args.marconi_port, zaqar_port=args.zaqar_port,
-         floor_port=args.floor_port, floor_processes=args.floor_processes)
+         floor_port=args.floor_port, floor_processes=args.floor_processes,
+         before=args.before, before_port=args.before_port)
     return 0
 
 
@@ -148,8 +150,6 @@ def _bench_command(args: argparse.Namespace) -> int:
 
 def _bench_front(args: argparse.Namespace) -> int:
     if args.server:
-        from pathlib import Path
-
         from ops.bench.front_server import main as server_main
 
         here = Path(__file__).resolve().parent.parent
@@ -428,6 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     bcmp.add_argument("--floor-port", type=int, default=8887, help="port for the floor")
     bcmp.add_argument("--floor-processes", type=int, default=None,
                       help="processes of the floor (default: as many as marconi's fronts)")
+    bcmp.add_argument("--before", type=Path, default=None, metavar="CHECKOUT",
+                      help="also measure the marconi serve of this checkout of an earlier "
+                           "commit (`git worktree add /tmp/before COMMIT`), as server "
+                           "'before', run by this interpreter: before/after in one run")
+    bcmp.add_argument("--before-port", type=int, default=8891,
+                      help="port for the --before server")
     bcmp.set_defaults(func=_bench_compare)
     brep = bench_add("replay", help="audit a long queue history: time, memory")
     brep.add_argument("--commands", type=int, default=100_000,

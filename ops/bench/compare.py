@@ -188,12 +188,15 @@ def measure(url: str, pid: int, seconds: float, *, load: bool = True,
     return figures
 
 
-def start_marconi(port: int, workers: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def start_marconi(port: int, workers: int | None = None,
+                  root: Path = ROOT) -> tuple[subprocess.Popen[bytes], str]:
+    """``marconi serve`` of the checkout at ``root`` (this one by default) on a fresh data
+    directory, run by this interpreter: another checkout's server is what ``--before`` runs."""
     data = tempfile.mkdtemp(prefix="marconi-compare-")
     extra = [] if workers is None else ["--workers", str(workers)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "ops.cli", "--log-level", "WARNING", "serve", "--data", data,
-         "--port", str(port), *extra], cwd=ROOT, stdout=subprocess.DEVNULL,
+         "--port", str(port), *extra], cwd=root, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     return proc, data
 
@@ -208,25 +211,38 @@ def start_floor(port: int, processes: int) -> subprocess.Popen[bytes]:
 def main(seconds: float = 10.0, marconi_port: int = 8890, zaqar_port: int = 8889, *,
          rounds: int = 1, workers: int | None = None, load: bool = True,
          servers: tuple[str, ...] = ("marconi", "zaqar"), floor_port: int = 8887,
-         floor_processes: int | None = None) -> None:
+         floor_processes: int | None = None, before: Path | None = None,
+         before_port: int = 8891) -> None:
     """Start the servers, then measure them in turn, ``rounds`` times; print medians.
 
     ``floor`` is the bare framework (``ops/bench/floor.py``, POST and GET phases only) with
-    ``floor_processes`` processes (default: as many as marconi's fronts)."""
+    ``floor_processes`` processes (default: as many as marconi's fronts). ``before`` is the
+    checkout of an earlier commit: its ``marconi serve`` (its own default shape) is measured
+    too, as server ``before``, for before/after figures of one run."""
+    if before is not None and "before" not in servers:
+        servers = (*servers[:1], "before", *servers[1:])
+    if "before" in servers and (before is None or not (before / "ops" / "cli.py").exists()):
+        raise SystemExit("server 'before' needs --before: a checkout of marconi "
+                         "(git worktree add DIR COMMIT)")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
     if "zaqar" in servers and not (ANCHORS / "start.sh").exists():
         raise SystemExit(f"no Zaqar anchor scripts at {ANCHORS}")
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
     targets: dict[str, tuple[str, int]] = {}
-    proc: subprocess.Popen[bytes] | None = None
+    servers_up: list[tuple[subprocess.Popen[bytes], str]] = []  # marconi servers, data dirs
     floor: subprocess.Popen[bytes] | None = None
-    data = ""
     zaqar_started = False
     try:
         if "marconi" in servers:
             proc, data = start_marconi(marconi_port, workers)
+            servers_up.append((proc, data))
             targets["marconi"] = (f"http://127.0.0.1:{marconi_port}", proc.pid)
+        if "before" in servers:
+            assert before is not None
+            proc, data = start_marconi(before_port, root=before)
+            servers_up.append((proc, data))
+            targets["before"] = (f"http://127.0.0.1:{before_port}", proc.pid)
         if "zaqar" in servers:
             subprocess.run(["bash", str(ANCHORS / "setup.sh")], check=True,
                            capture_output=True)
@@ -255,7 +271,7 @@ def main(seconds: float = 10.0, marconi_port: int = 8890, zaqar_port: int = 8889
         if floor is not None:
             floor.send_signal(signal.SIGTERM)
             floor.wait(timeout=30)
-        if proc is not None:
+        for proc, data in servers_up:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
             shutil.rmtree(data, ignore_errors=True)
