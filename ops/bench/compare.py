@@ -63,7 +63,8 @@ class Figures:
     values: dict[str, float] = field(default_factory=dict)
 
 
-def _wait_http(url: str, timeout: float = 60) -> None:
+def wait_http(url: str, timeout: float = 60) -> None:
+    """Return once ``url`` answers HTTP at all (a server just started)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -258,7 +259,7 @@ def main(seconds: float = 10.0, marconi_port: int = 8890, zaqar_port: int = 8889
             floor = start_floor(floor_port, floor_processes or workers or usable_cores())
             targets["floor"] = (f"http://127.0.0.1:{floor_port}", floor.pid)
         for url, _ in targets.values():
-            _wait_http(url)
+            wait_http(url)
         for n in range(rounds):
             for name, (url, pid) in targets.items():
                 averages = " ".join(f"{x:.2f}" for x in os.getloadavg())

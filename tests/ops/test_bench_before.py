@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import httpx
@@ -35,15 +34,7 @@ def test_the_before_server_runs_the_other_checkout(tmp_path: Path) -> None:
     proc, data = compare.start_marconi(port, workers=1, root=tree)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(base + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, "the before server exited"
-                assert time.monotonic() < deadline, "the before server did not start"
-                time.sleep(0.1)
+        compare.wait_http(base)
         posted = httpx.post(f"{base}/v2/queues/q/messages", headers=HEADERS,
                             content=b'{"messages": [{"ttl": 300, "body": 1}]}')
         assert posted.status_code == 201, posted.text

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 
 import httpx
 
 from ops.bench import wrk_scripts
-from ops.bench.compare import start_floor
+from ops.bench.compare import start_floor, wait_http
 from ops.testbroker import free_port
 
 HEADERS = {"Client-ID": wrk_scripts.CLIENT_ID, "X-Project-ID": wrk_scripts.PROJECT}
@@ -26,14 +25,7 @@ def test_floor_answers_posts_and_gets_from_two_processes() -> None:
     proc = start_floor(port, processes=2)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(base + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the floor did not start"
-                time.sleep(0.1)
+        wait_http(base, timeout=30)
         posted = httpx.post(f"{base}/v2/queues/q/messages", headers=HEADERS,
                             content=b'{"messages": [{"ttl": 300, "body": 1}]}')
         assert posted.status_code == 201
