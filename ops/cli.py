@@ -96,7 +96,7 @@ def _bench_compare(args: argparse.Namespace) -> int:
          load=not args.no_load, servers=tuple(args.servers.split(",")),
          marconi_port=args.marconi_port, zaqar_port=args.zaqar_port,
          floor_port=args.floor_port, floor_processes=args.floor_processes,
-         before=args.before, before_port=args.before_port)
+         before=args.before, before_port=args.before_port, warmup=args.warmup)
     return 0
 
 
@@ -434,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "'before', run by this interpreter: before/after in one run")
     bcmp.add_argument("--before-port", type=int, default=8891,
                       help="port for the --before server")
+    bcmp.add_argument("--warmup", type=float, default=3.0, metavar="SECONDS",
+                      help="POSTs sent to each server, into a queue of their own, before the "
+                           "first round; not measured (0: none)")
     bcmp.set_defaults(func=_bench_compare)
     brep = bench_add("replay", help="audit a long queue history: time, memory")
     brep.add_argument("--commands", type=int, default=100_000,

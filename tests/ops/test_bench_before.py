@@ -1,5 +1,6 @@
 """``bench compare --before CHECKOUT`` serves that checkout, not this one: before/after figures
-of one run come from two trees (``ops/bench/compare.py``)."""
+of one run come from two trees; every server is warmed up first, into a queue of its own
+(``ops/bench/compare.py``)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,25 @@ def test_the_before_server_runs_the_other_checkout(tmp_path: Path) -> None:
         assert posted.status_code == 201, posted.text
         assert (tree / "imported-here").exists()  # its ops package, not this tree's
         assert not (ROOT / "imported-here").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_warm_up_posts_into_its_own_queue(tmp_path: Path) -> None:
+    port = free_port()
+    proc, data = compare.start_marconi(port, workers=1)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        compare.wait_http(base)
+        assert compare.warm_up(base, 0) == 0.0  # none asked: nothing sent
+        rate = compare.warm_up(base, 1.0)
+        queues = httpx.get(f"{base}/v2/queues", headers=HEADERS).json()["queues"]
+        assert [q["name"] for q in queues] == [compare.WARMUP_QUEUE]
+        stats = httpx.get(f"{base}/v2/queues/{compare.WARMUP_QUEUE}/stats",
+                          headers=HEADERS).json()
+        assert stats["messages"]["total"] >= rate * 0.5 > 0  # wrk's count, roughly
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
