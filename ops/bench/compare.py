@@ -298,8 +298,17 @@ def main(seconds: float = 10.0, marconi_port: int = 8890, zaqar_port: int = 8889
             subprocess.run(["bash", str(ANCHORS / "stop.sh"), str(zaqar_port)],
                            capture_output=True)
 
-    results = {name: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
-               for name, rs in runs.items()}
+    print()
+    print(summary(runs, seconds))
+
+
+def summary(runs: dict[str, list[dict[str, float]]], seconds: float) -> str:
+    """The medians of every figure, each server beside the first with their ratios; with more
+    than one round, every round's figures too (this machine's noise is read off them)."""
+    servers = list(runs)
+    rounds = len(runs[servers[0]])
+    results = {name: {key: statistics.median(r.get(key, float("nan")) for r in rs)
+                      for key in rs[0]} for name, rs in runs.items()}
     first, *rest = servers
     rows = []
     for key in results[first]:
@@ -309,6 +318,10 @@ def main(seconds: float = 10.0, marconi_port: int = 8890, zaqar_port: int = 8889
         row += [f"{z:,.1f}" for z in others]
         row += [f"{m / z:.2f}" if z and z == z else "-" for z in others]
         rows.append(row)
-    print()
-    print(f"medians of {rounds} alternating round(s), {seconds:g} s per phase")
-    print(table(["figure", *servers, *(f"{first}/{name}" for name in rest)], rows))
+    text = (f"medians of {rounds} alternating round(s), {seconds:g} s per phase\n"
+            + table(["figure", *servers, *(f"{first}/{name}" for name in rest)], rows))
+    if rounds > 1:
+        each = [[key, *(" / ".join(f"{r.get(key, float('nan')):,.1f}" for r in runs[name])
+                        for name in servers)] for key in results[first]]
+        text += "\n\neach round, in order\n" + table(["figure", *servers], each)
+    return text
