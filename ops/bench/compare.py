@@ -107,10 +107,18 @@ def warm_up(url: str, seconds: float) -> float:
     memtable (a p99 of 150 ms seen on a cold first run). Returns wrk's requests/s."""
     if seconds <= 0:
         return 0.0
-    script = Path(tempfile.mkdtemp()) / "post1.lua"
-    script.write_text(wrk_scripts.post(1))
-    rate, _, _, _ = _wrk(url, "", seconds, 16, str(script), WARMUP_QUEUE)
+    rate, _, _, _ = _wrk(url, "", seconds, 16, str(write_scripts() / "post1.lua"),
+                         WARMUP_QUEUE)
     return rate
+
+
+def write_scripts() -> Path:
+    """A fresh directory holding the wrk scripts of the phases: post1, post10, claim."""
+    scripts = Path(tempfile.mkdtemp())
+    for name, text in (("post1", wrk_scripts.post(1)), ("post10", wrk_scripts.post(10)),
+                       ("claim", wrk_scripts.CLAIM_DELETE)):
+        (scripts / f"{name}.lua").write_text(text)
+    return scripts
 
 
 CLAIM_COUNTS = ("claimed", "deleted", "claims", "deletes", "failed", "overlaps")
@@ -136,10 +144,7 @@ def measure(url: str, pid: int, seconds: float, *, load: bool = True,
     ``marconi serve --workers N``; the fronts' share is the rest)."""
     figures: dict[str, float] = {}
     queue = f"wrk-{os.getpid()}-{time.time_ns()}"
-    scripts = Path(tempfile.mkdtemp())
-    for name, text in (("post1", wrk_scripts.post(1)), ("post10", wrk_scripts.post(10)),
-                       ("claim", wrk_scripts.CLAIM_DELETE)):
-        (scripts / f"{name}.lua").write_text(text)
+    scripts = write_scripts()
 
     def phase(name: str, work: Callable[[], int]) -> None:
         if phases is not None and name not in phases:
