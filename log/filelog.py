@@ -16,6 +16,14 @@ waiting appends. A round starts as soon as the previous one ends, so one fsync c
 append that arrived meanwhile (group commit). A round runs in the commit thread, or on the
 event loop itself while rounds are quick (``INLINE_ROUND_S``).
 
+Zeros ahead: the writer keeps the active segment's file written with zeros (and synced) some
+way past its last record (``preallocate_bytes``), so a commit round overwrites blocks the file
+already has. A synced write that grows a file must commit the file system's journal (its size
+and new blocks), one that overwrites need not: on this machine's ext4 under load the round's
+O_DSYNC write took 281 µs at the median against 162 µs into zeros (issue 15). A segment is cut
+back to its records before it seals and at a clean stop; after a crash the zeros past the last
+record are a tail no frame parses (a zeroed header fails its checksum), cut like a torn one.
+
 Open in bounded time and memory: a segment is sealed (fsynced, closed) before the next one
 starts, and its ``.idx`` is written and fsynced then; a clean stop writes the active segment's
 ``.idx`` too — the recovery point. Opening trusts an index whose checksum holds and that agrees
@@ -95,6 +103,12 @@ round over costs two cross-thread wake-ups and a GIL hand-back, which on a fast 
 more of the loop's CPU than the sync blocks it for (the core of ``serve --workers 2``: about
 a sixth of its CPU per single-message POST). On a slower disk, and while writes fail, the
 thread takes the rounds again, so reads and new appends go on during each fsync."""
+PREALLOCATE_BYTES = 1024 * 1024
+"""How far past its last record the writer keeps the active segment zeroed (the default of
+``FileLog(preallocate_bytes=...)``): one zero write and fdatasync of about 2 ms per MiB of log,
+instead of a journal commit in every commit round. A young segment steps by its own size (at
+least ``PREALLOCATE_MIN``), so a small log stays small; never past ``segment_bytes``."""
+PREALLOCATE_MIN = 64 * 1024
 ROUND_WEIGHT = 0.2  # of the newest round in ``_round_s``
 SyncStrategy = Literal["auto", "fdatasync", "syncfs"]
 
@@ -190,6 +204,25 @@ def _close_writer(seg: _Segment) -> None:
             setattr(seg, attr, -1)
 
 
+def _cut_zeros(seg: _Segment) -> None:
+    """Cut the zeros written ahead of ``seg``'s records (writer thread; the caller syncs)."""
+    if seg.zeroed > seg.size:
+        os.ftruncate(seg.write_fd, seg.size)
+    seg.zeroed = seg.size
+
+
+def _zeros_only(path: Path, start: int, end: int) -> bool:
+    """Whether bytes ``[start, end)`` of ``path`` are all zero (read a MiB at a time)."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        while start < end:
+            chunk = fh.read(min(end - start, 1 << 20))
+            if not chunk or chunk.count(0) != len(chunk):
+                return False
+            start += len(chunk)
+    return True
+
+
 def _segment_name(base: int) -> str:
     return f"{base:020d}{SEGMENT_SUFFIX}"
 
@@ -223,6 +256,7 @@ class _Segment:
     read_fd: int = -1
     write_fd: int = -1  # used only by the writer (the commit thread)
     sync_fd: int = -1  # the same file opened O_DSYNC (writer only): a write that syncs itself
+    zeroed: int = 0  # bytes of the file on disk: its records, then zeros written ahead (writer)
     first_ms: int = 0  # append time (log clock, ms) of its oldest record
     last_ms: int = 0  # ... and of its newest: retention's test
 
@@ -271,9 +305,12 @@ class FileLog:
         archive_dir: str | os.PathLike[str] | None = None,
         clock: Callable[[], int] | None = None,
         index_interval: int = DEFAULT_INTERVAL,
+        preallocate_bytes: int = PREALLOCATE_BYTES,
     ) -> None:
         if not 0 < segment_bytes <= MAX_SEGMENT_BYTES:
             raise ValueError(f"segment_bytes must be in 1..{MAX_SEGMENT_BYTES}")
+        if preallocate_bytes < 0:
+            raise ValueError("preallocate_bytes must be >= 0 (0: no zeros ahead)")
         self._dir = Path(directory)
         self._requested_partitions = partitions
         self._segment_bytes = segment_bytes
@@ -284,6 +321,7 @@ class FileLog:
         self._archive_dir = None if archive_dir is None else Path(archive_dir)
         self._clock = clock or _wall_ms
         self._interval = index_interval
+        self._preallocate = preallocate_bytes if durable else 0  # unsynced: nothing to gain
         self._parts: list[_Partition] = []
         self._log_id = ""
         self._lock_fd = -1
@@ -403,6 +441,7 @@ class FileLog:
                 if seg.indexed or seg.index is None or not seg.on_disk:
                     continue
                 if seg.write_fd >= 0:
+                    _cut_zeros(seg)
                     os.fdatasync(seg.write_fd)
                 self._write_index(seg)
                 dirs.add(part.path)
@@ -543,15 +582,20 @@ class FileLog:
                 raise LogCorruptError(
                     f"{seg_path}: damaged record at byte {valid} in a sealed segment"
                 )
-            logger.warning(
-                "truncating torn tail of %s at byte %d (%d bytes dropped)",
-                seg_path, valid, size - valid,
-            )
+            if _zeros_only(seg_path, valid, size):  # written ahead (``_zero_ahead``)
+                logger.info("cutting the %d zero bytes written ahead of the records of %s",
+                            size - valid, seg_path)
+            else:
+                logger.warning(
+                    "truncating torn tail of %s at byte %d (%d bytes dropped)",
+                    seg_path, valid, size - valid,
+                )
             with open(seg_path, "r+b") as fh:
                 fh.truncate(valid)
                 fh.flush()
                 os.fsync(fh.fileno())
         segment.count, segment.size, segment.index = count, valid, index
+        segment.zeroed = valid
         rebuilt = False
         if not last:
             segment.indexed = found is not None
@@ -833,6 +877,7 @@ class FileLog:
             try:
                 os.ftruncate(fd, seg.size)
                 os.fdatasync(fd)
+                seg.zeroed = seg.size
             finally:
                 if fd != seg.write_fd:
                     os.close(fd)
@@ -862,6 +907,7 @@ class FileLog:
             if seg is not part.open_segment:
                 old = part.open_segment
                 if old is not None:
+                    _cut_zeros(old)  # a sealed segment is exactly its records
                     os.fdatasync(old.write_fd)
                     _close_writer(old)
                     part.open_segment = None
@@ -876,6 +922,8 @@ class FileLog:
                     _fsync_dir(part.path)
                 part.open_segment = seg
             fd = seg.write_fd
+            if pos + len(data) > seg.zeroed and self._preallocate:
+                self._zero_ahead(seg, pos, pos + len(data))
             if dsync:
                 if seg.sync_fd < 0:
                     seg.sync_fd = os.open(seg.path, os.O_WRONLY | os.O_DSYNC)
@@ -885,6 +933,21 @@ class FileLog:
                 written = os.pwrite(fd, view, pos)
                 view = view[written:]
                 pos += written
+
+    def _zero_ahead(self, seg: _Segment, pos: int, end: int) -> None:
+        """Before a write of ``[pos, end)`` past the zeroed part of ``seg``'s file: write
+        zeros from there on (never over a record: ``pos`` is the end of the written ones) and
+        fdatasync them, so this write and the next rounds' overwrite blocks the file has
+        (``PREALLOCATE_BYTES``). A segment's last write, past ``segment_bytes``, just grows it.
+        """
+        step = min(self._preallocate, max(PREALLOCATE_MIN, pos))
+        target = min(end + step, self._segment_bytes)
+        if target <= end:
+            return
+        start = max(seg.zeroed, pos)
+        os.pwrite(seg.write_fd, bytes(target - start), start)
+        os.fdatasync(seg.write_fd)
+        seg.zeroed = target
 
     def _write_and_sync(self, work: list[tuple[_Partition, list]], repairs: list[int],
                         probe: bool) -> None:

@@ -336,7 +336,8 @@ async def run(settings: Settings, *, explicit_partitions: bool = False,
     try:
         data, partitions = prepare(settings, explicit_partitions)
         log = FileLog(log_dir(data), partitions, segment_bytes=settings.log_segment_bytes,
-                      archive_dir=settings.log_archive_dir)
+                      archive_dir=settings.log_archive_dir,
+                      preallocate_bytes=settings.log_preallocate_bytes)
         await log.start()
     except BaseException:
         listener.close()

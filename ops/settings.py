@@ -161,6 +161,7 @@ class Settings:
     # -- the log at rest and retention (DESIGN.md §8) --------------------------------------
     log_retention: str = "7d"  # a duration (parse_duration) or "forever"
     log_segment_bytes: int = 64 * 1024 * 1024
+    log_preallocate_bytes: int = 1024 * 1024  # zeros kept ahead of the records (0: none)
     log_archive_dir: str | None = None  # removed segments are moved here, gzipped
 
     def __post_init__(self) -> None:
@@ -209,6 +210,8 @@ class Settings:
             parse_duration(self.log_retention, "log_retention")
         if not 4096 <= self.log_segment_bytes <= 1 << 30:
             raise SettingsError("log_segment_bytes must be between 4096 and 1 GiB")
+        if not 0 <= self.log_preallocate_bytes <= 64 << 20:
+            raise SettingsError("log_preallocate_bytes must be between 0 (none) and 64 MiB")
         for f in dataclasses.fields(self):
             if f.name.startswith(("max_", "default_")) and f.type == "int":
                 if getattr(self, f.name) < 0:

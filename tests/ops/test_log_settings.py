@@ -38,3 +38,14 @@ def test_bad_log_settings_are_refused() -> None:
         load_settings(env={"MARCONI_LOG_RETENTION": "a week"})
     with pytest.raises(SettingsError, match="log_segment_bytes"):
         load_settings(env={"MARCONI_LOG_SEGMENT_BYTES": "100"})
+
+
+def test_zeros_ahead_setting() -> None:
+    """``log_preallocate_bytes`` (``MARCONI_LOG_PREALLOCATE_BYTES``): the zeros the log keeps
+    ahead of the active segment's records; 0 turns them off."""
+    assert load_settings(env={}).log_preallocate_bytes == 1024 * 1024
+    s = load_settings(env={"MARCONI_LOG_PREALLOCATE_BYTES": "0"})
+    assert s.log_preallocate_bytes == 0
+    for bad in ("-1", str(65 << 20)):
+        with pytest.raises(SettingsError, match="log_preallocate_bytes"):
+            load_settings(env={"MARCONI_LOG_PREALLOCATE_BYTES": bad})
