@@ -945,9 +945,9 @@ class FileLog:
         if target <= end:
             return
         start = max(seg.zeroed, pos)
-        os.pwrite(seg.write_fd, bytes(target - start), start)
+        written = os.pwrite(seg.write_fd, bytes(target - start), start)  # short: a full disk
         os.fdatasync(seg.write_fd)
-        seg.zeroed = target
+        seg.zeroed = start + written
 
     def _write_and_sync(self, work: list[tuple[_Partition, list]], repairs: list[int],
                         probe: bool) -> None:
