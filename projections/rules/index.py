@@ -210,7 +210,9 @@ def append_messages(tx: Overlay, ctx: Context, meta: dict[str, Any], project: st
     per_queue = K.kind_prefix(partition, K.QEXP) + tail  # ``expiry_keys``, both of them
     partition_wide = K.kind_prefix(partition, K.PEXP)
     bounds_scope = K.kind_prefix(partition, K.QSEQB) + tail
-    u64, put = K.u64, tx.put
+    u64 = K.u64
+    staged: list[tuple[bytes, bytes]] = []  # the messages' own keys: one ``put_many`` below
+    put = staged.append
     counted: dict[int, int] = {}  # expiry time -> messages expiring then (tracked queue)
     bound_key, bound_floor = b"", 0  # the last block bound seen, and a floor of its value
     for message_id, body, ttl, delay in messages:
@@ -227,9 +229,9 @@ def append_messages(tx: Overlay, ctx: Context, meta: dict[str, Any], project: st
         msg = {"id": message_id, "body": body, "ttl": ttl, "c": now, "e": expires,
                "cl": client_id, "d": now + delay * 1000 if delay else 0,
                "k": None, "ke": 0, "n": 0}
-        put(msg_scope + u64(seq), dumps(msg))  # ``put_message(..., index=True)``
-        put(per_queue + u64(expires) + u64(seq), b"")
-        put(partition_wide + u64(expires) + tail + u64(seq), b"")
+        put((msg_scope + u64(seq), dumps(msg)))  # ``put_message(..., index=True)``
+        put((per_queue + u64(expires) + u64(seq), b""))
+        put((partition_wide + u64(expires) + tail + u64(seq), b""))
         if tracked(ctx, q):
             counted[expires] = counted.get(expires, 0) + 1
             # ``raise_bound``: the stored bound of the block is at least ``bound_floor``.
@@ -239,15 +241,18 @@ def append_messages(tx: Overlay, ctx: Context, meta: dict[str, Any], project: st
                 raw = tx.get(key)
                 stored = K.U64.unpack(raw)[0] if raw is not None else -1
                 if stored < bound:
-                    put(key, u64(bound))
+                    tx.put(key, u64(bound))  # read again above: staged at once
                     stored = bound
                 bound_key, bound_floor = key, stored
-        put(ids_scope + message_id.encode(), u64(seq))
+        put((ids_scope + message_id.encode(), u64(seq)))
         if bounded and delay:
-            put(delayed_scope + u64(msg["d"]) + u64(seq), b"")  # free when due
+            put((delayed_scope + u64(msg["d"]) + u64(seq), b""))  # free when due
         else:
-            put(free_scope + u64(seq), b"")
+            put((free_scope + u64(seq), b""))
         q["count"] += 1
+    # Nothing in the loop reads these kinds (the bounds it reads are staged at once), so
+    # staging them last is staging them as they came.
+    tx.put_many(staged)
     if counted:
         qexb = K.kind_prefix(partition, K.QEXB) + tail
         for expires, n in counted.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -83,3 +84,41 @@ def test_rollback_brings_back_a_born_key_its_command_deleted() -> None:
     assert tx.changes == {b"born": b"x"}
     tx.delete(b"born")  # no longer known as born: a harmless tombstone of an absent key
     assert tx.get(b"born") is None
+
+
+puts = st.lists(st.tuples(keys, st.binary(max_size=3)), max_size=20)
+
+
+@given(base=st.dictionaries(keys, st.binary(max_size=3), max_size=10), before=ops, many=puts,
+       after=ops, rollback=st.booleans(), scan_between=st.booleans())
+def test_put_many_is_each_put_in_order(
+    base: dict[bytes, bytes], before: list, many: list, after: list, rollback: bool,
+    scan_between: bool,
+) -> None:
+    """``put_many`` (a post's message keys, issue 15) leaves what a ``put`` of each pair in
+    turn leaves: reads, scans, changes, and what a rollback undoes."""
+    store = MemoryStore()
+    store.commit(base)
+    one, bulk = Overlay(store), Overlay(store)
+    for tx in (one, bulk):
+        _write(tx, before)
+        if scan_between:
+            list(tx.scan(b"", b"\xff" * 4))
+        tx.savepoint()
+    _write(one, many)
+    bulk.put_many(many)
+    for tx in (one, bulk):
+        _write(tx, after)
+        if rollback:
+            tx.rollback()
+    assert bulk.changes == one.changes
+    assert list(bulk.scan(b"", b"\xff" * 4)) == list(one.scan(b"", b"\xff" * 4))
+    for key, _ in [*before, *many, *after]:
+        assert bulk.get(key) == one.get(key)
+
+
+def test_put_many_checks_types_where_the_bug_is() -> None:
+    tx = Overlay(MemoryStore())
+    for bad in ([("k", b"v")], [(b"k", "v")]):
+        with pytest.raises(TypeError, match="must be bytes"):
+            tx.put_many(bad)  # type: ignore[arg-type]
