@@ -40,28 +40,12 @@ class StoreClosedError(Exception):
     """The store (or the snapshot view) was closed; its scans stop with this error."""
 
 
-UNCOMPRESSED_LEVELS = 2
-"""The first two entries of the per-level compression are none, the rest LZ4. The fold reads
-what was written recently (a claim reads the messages posted minutes ago, a delete the ones it
-claimed), and that lives in the memtables, L0 and the level L0 merges into; read from there, a
-block that missed the block cache is used as it is, not decompressed first. Under claim+delete
-that took the core 7-12 % less CPU per request (issue 15). RocksDB sizes levels dynamically, so
-entry 1 is the *base* level L0 merges into, not L1: a small store is uncompressed throughout
-(it is small), and in a large one the levels below the base, where most of the data is, stay
-LZ4."""
-LEVELS = 7  # RocksDB's default number of levels
-
-
 def _options(memory_mb: int) -> Options:
-    """Modest tuning that keeps opening fast: bigger memtable, bloom filters, LZ4 below the
-    top levels (``UNCOMPRESSED_LEVELS``)."""
+    """Modest tuning that keeps opening fast: bigger memtable, bloom filters, LZ4."""
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
     opts.set_write_buffer_size(memory_mb << 20)
     opts.set_compression_type(DBCompressionType.lz4())
-    opts.set_compression_per_level(
-        [DBCompressionType.none()] * UNCOMPRESSED_LEVELS
-        + [DBCompressionType.lz4()] * (LEVELS - UNCOMPRESSED_LEVELS))
     opts.set_keep_log_file_num(3)
     opts.set_skip_stats_update_on_db_open(True)  # skip reading every SST's stats at open
     table = BlockBasedOptions()
