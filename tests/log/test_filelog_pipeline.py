@@ -142,3 +142,24 @@ async def test_a_failed_round_on_the_loop_fails_its_appends_and_the_log_recovers
         await log.append(0, [b"three"])
         assert log.health().ok
         assert [r.value for r in await log.read(0, 0, 10)] == [b"one", b"two", b"three"]
+
+
+@pytest.mark.parametrize(("turns", "rounds"), [(0, 2), (1, 1)])
+async def test_an_append_made_ready_meanwhile_joins_the_round(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, turns: int, rounds: int) -> None:
+    """``ROUND_TURNS``: a round starts a loop turn after the append that woke it, so an append
+    that became ready in that turn (here one the caller schedules right after the first)
+    goes in the same write and sync instead of waiting for the next round."""
+    monkeypatch.setattr(filelog, "ROUND_TURNS", turns)
+    async with FileLog(tmp_path / "log", 1) as log:
+        await log.append(0, [b"warm"])
+        before = log.rounds
+        second: list[asyncio.Future[list[int]]] = []
+        first = asyncio.ensure_future(log.append(0, [b"first"]))
+        asyncio.get_running_loop().call_soon(
+            lambda: second.append(asyncio.ensure_future(log.append(0, [b"second"]))))
+        assert await first == [1]
+        assert await second[0] == [2]
+        assert log.rounds - before == rounds
+    async with FileLog(tmp_path / "log", 1) as log:
+        assert [r.value for r in await log.read(0, 0, 10)] == [b"warm", b"first", b"second"]
