@@ -21,7 +21,6 @@ import hashlib
 import logging
 import operator
 import time
-import uuid
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Self
@@ -34,6 +33,7 @@ from projections import keys as K
 from projections.apply import apply_into
 from projections.commands import ImportDeadLetters, OutboxDone, SetRules, Sweep, encode
 from projections.deliverer import DeliveryDuty, Sender
+from projections.ids import new_id
 from projections.overlay import Overlay
 from projections.rules import versions
 from projections.snapshots import SnapshotStore, Snapshotter, log_start, prepare
@@ -61,10 +61,6 @@ class StoreMismatchError(Exception):
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 def digest(view: View) -> str:

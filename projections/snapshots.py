@@ -89,14 +89,12 @@ class SnapshotInfo:
 
 
 def _frame(key: bytes, value: bytes) -> bytes:
+    """A pair as the blob holds it; the digest is a hash of the frames in order (what
+    ``runner.digest_partition`` hashes), fed a chunk of frames at a time, not four
+    ``update`` calls a pair (a snapshot runs in a thread but holds the GIL while it works)."""
     return U32.pack(len(key)) + key + U32.pack(len(value)) + value
 
 
-def _hash_pair(h: Any, key: bytes, value: bytes) -> None:
-    h.update(len(key).to_bytes(4, "big"))
-    h.update(key)
-    h.update(len(value).to_bytes(4, "big"))
-    h.update(value)
 
 
 def export(pairs: Iterable[tuple[bytes, bytes]], partition: int, state: dict[str, Any],
@@ -110,15 +108,18 @@ def export(pairs: Iterable[tuple[bytes, bytes]], partition: int, state: dict[str
     pending_bytes = 0
     count = 0
     for key, value in pairs:
-        _hash_pair(h, key, value)
         frame = _frame(key, value)
         pending.append(frame)
         pending_bytes += len(frame)
         count += 1
         if pending_bytes >= 1 << 20:
-            parts.append(z.compress(b"".join(pending)))
+            chunk = b"".join(pending)
+            h.update(chunk)
+            parts.append(z.compress(chunk))
             pending, pending_bytes = [], 0
-    parts.append(z.compress(b"".join(pending)))
+    chunk = b"".join(pending)
+    h.update(chunk)
+    parts.append(z.compress(chunk))
     parts.append(z.flush())
     body = b"".join(parts)
     info = SnapshotInfo(partition=partition, offset=int(state["offset"]),
@@ -155,7 +156,7 @@ def pairs_of(blob: bytes) -> Iterator[tuple[bytes, bytes]]:
         data = z.decompress(blob[len(MAGIC) + U32.size + n:]) + z.flush()
     except zlib.error:
         raise damaged from None
-    h = hashlib.blake2b(digest_size=32)
+    h = hashlib.blake2b(data, digest_size=32)  # the frames, in order: parsed below
     pos, count = 0, 0
     while pos < len(data):
         if pos + 4 > len(data):
@@ -170,7 +171,6 @@ def pairs_of(blob: bytes) -> Iterator[tuple[bytes, bytes]]:
         pos += 4 + vn
         if pos > len(data):
             raise damaged
-        _hash_pair(h, key, value)
         count += 1
         yield key, value
     if h.hexdigest() != info.digest or count != info.keys or not z.eof:

@@ -9,8 +9,9 @@ from starlette.responses import Response
 
 from projections import queries
 from projections.commands import CreateClaim, ReleaseClaim, UpdateClaim
+from projections.ids import new_id
 from service import render
-from service.context import command, gateway, new_id, project, queue_name, settings
+from service.context import command, gateway, project, queue_name, settings
 from service.errors import check_outcome, not_found
 from service.responses import JSONResponse, empty
 from service.validation import (

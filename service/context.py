@@ -3,12 +3,12 @@ middleware learned (project, client id, roles, the queue name)."""
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, TypeVar
 
 from starlette.requests import Request
 
 from projections.commands import Command
+from projections.ids import new_id
 from service.errors import HTTPError
 from service.types import Gateway
 
@@ -42,39 +42,6 @@ def client_id(request: Request) -> str:
 
 def queue_name(request: Request) -> str:
     return str(request.scope["path_params"]["queue_name"])
-
-
-_IDS: list[str] = []  # ids drawn and not handed out yet (``new_id``)
-_BATCH = 256  # ids per draw: 4 KiB of os.urandom, one syscall
-_VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))  # byte 6 of a version-4 UUID
-_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))  # byte 8: RFC 4122's variant
-
-
-def _draw_ids() -> None:
-    """``_BATCH`` ids from one read of ``os.urandom``, each 16 bytes with a version-4 UUID's
-    version and variant bits (set in every id at once), as hex."""
-    raw = bytearray(os.urandom(16 * _BATCH))
-    raw[6::16] = raw[6::16].translate(_VERSION_4)
-    raw[8::16] = raw[8::16].translate(_VARIANT)
-    text = raw.hex()
-    _IDS[:] = [text[i:i + 32] for i in range(0, len(text), 32)]
-
-
-def _forget_ids() -> None:
-    _IDS.clear()  # a forked child must never hand out its parent's unused ids
-
-
-os.register_at_fork(after_in_child=_forget_ids)
-
-
-def new_id() -> str:
-    """Ids of commands, messages, claims and subscriptions: 32 hex chars (DESIGN §2.2).
-
-    The hex of a version-4 UUID, without a ``uuid.UUID`` object: drawn 256 at a time, so an
-    id costs a list pop (three of these per message post, and a request id)."""
-    if not _IDS:
-        _draw_ids()
-    return _IDS.pop()
 
 
 def require_role(request: Request, role: str) -> None:

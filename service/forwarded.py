@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from projections import commands as C
+from projections import ids
 from service import topics
 from service import validation as V
 from service.errors import INVALID_BODY, HTTPError, bad_request
@@ -32,10 +33,6 @@ if TYPE_CHECKING:
     from ops.settings import Settings
 
 NewId = Callable[[], str]
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex
 
 
 def _str(value: Any, name: str) -> str:
@@ -87,7 +84,7 @@ def _ids(values: Any, name: str) -> list[str]:
     return list(values)
 
 
-def admit(cmd: C.Command, settings: Settings, new_id: NewId = _new_id,
+def admit(cmd: C.Command, settings: Settings, new_id: NewId = ids.new_id,
           now_ms: int | None = None) -> C.Command:
     """``cmd`` validated and re-stamped as if this node had built it from a request; 400
     (Zaqar's body) for anything the public API would refuse or never produce."""

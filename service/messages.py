@@ -16,12 +16,12 @@ from projections.commands import (
     PopMessages,
     PostMessages,
 )
+from projections.ids import new_id
 from service import render
 from service.context import (
     client_id,
     command,
     gateway,
-    new_id,
     project,
     queue_name,
     settings,

@@ -45,8 +45,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 
+from projections.ids import new_id
 from service import signing
-from service.context import new_id
 from service.errors import INTERNAL, error_response, route_not_found
 from service.headers import RequestHeaders, request_headers
 from service.routing import MATCHED, Resource, method_not_allowed
@@ -131,7 +131,7 @@ class Checks:
 
 
 def new_request_id() -> str:
-    """``req-<uuid4>``: a ``new_id`` with the dashes of a UUID's text."""
+    """``req-<uuid>``: a ``new_id`` (a version-7 UUID) with the dashes of a UUID's text."""
     x = new_id()
     return f"req-{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 

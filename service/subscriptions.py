@@ -20,8 +20,9 @@ from projections.commands import (
     DeleteSubscription,
     UpdateSubscription,
 )
+from projections.ids import new_id
 from service import render, topics
-from service.context import command, gateway, new_id, project, queue_name, settings
+from service.context import command, gateway, project, queue_name, settings
 from service.errors import bad_request, check_outcome, not_found
 from service.notify import ssrf
 from service.quotas import queue_quota

@@ -22,7 +22,8 @@ from projections.commands import (
     PostMessages,
     ReleaseClaim,
 )
-from service.context import client_id, gateway, new_id, project, require_role, settings
+from projections.ids import new_id
+from service.context import client_id, gateway, project, require_role, settings
 from service.errors import HTTPError, Unavailable, check_outcome
 from service.homedoc import home
 from service.metrics import NodeStatus

@@ -34,7 +34,7 @@ MID = "5c4fbd5e8a4e4d4f9b6c2c3a0d1e2f30"
 MID2 = "6d5e4f3a2b1c4d5e8f7a6b5c4d3e2f1a"
 CID = "7a6b5c4d3e2f4a1b8c9d0e1f2a3b4c5d"
 Q = "/v2/queues/golden"
-REQUEST_ID = re.compile(rb"req-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+REQUEST_ID = re.compile(rb"req-[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 def outcome(doc: dict[str, Any], stamp: int = T0) -> tuple[int, bytes]:
