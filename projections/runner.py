@@ -36,7 +36,7 @@ from projections.deliverer import DeliveryDuty, Sender
 from projections.ids import new_id
 from projections.overlay import Overlay
 from projections.rules import versions
-from projections.snapshots import SnapshotStore, Snapshotter, log_start, prepare
+from projections.snapshots import SnapshotStore, Snapshotter, log_start, pair_frame, prepare
 from projections.store import View, ViewStore
 
 logger = logging.getLogger(__name__)
@@ -67,10 +67,7 @@ def digest(view: View) -> str:
     """A hash over every key and value of the store, in key order."""
     h = hashlib.blake2b(digest_size=32)
     for key, value in view.scan(b"", b"\xff" * 16):
-        h.update(len(key).to_bytes(4, "big"))
-        h.update(key)
-        h.update(len(value).to_bytes(4, "big"))
-        h.update(value)
+        h.update(pair_frame(key, value))
     return h.hexdigest()
 
 
@@ -79,10 +76,7 @@ def digest_partition(view: View, partition: int) -> str:
     so a node can prove the partitions it serves equal a rebuild from the log."""
     h = hashlib.blake2b(digest_size=32)
     for key, value in view.scan(K.U16.pack(partition), K.U16.pack(partition + 1)):
-        h.update(len(key).to_bytes(4, "big"))
-        h.update(key)
-        h.update(len(value).to_bytes(4, "big"))
-        h.update(value)
+        h.update(pair_frame(key, value))
     return h.hexdigest()
 
 

@@ -88,13 +88,11 @@ class SnapshotInfo:
 # -- blobs ---------------------------------------------------------------------------------
 
 
-def _frame(key: bytes, value: bytes) -> bytes:
-    """A pair as the blob holds it; the digest is a hash of the frames in order (what
-    ``runner.digest_partition`` hashes), fed a chunk of frames at a time, not four
-    ``update`` calls a pair (a snapshot runs in a thread but holds the GIL while it works)."""
+def pair_frame(key: bytes, value: bytes) -> bytes:
+    """A pair as a blob holds it. A digest (a snapshot's, ``runner.digest_partition``) is a
+    hash of these frames in key order, so a blob hashes a chunk of frames at a time, not a
+    call a field (a snapshot runs in a thread but holds the GIL while it works)."""
     return U32.pack(len(key)) + key + U32.pack(len(value)) + value
-
-
 
 
 def export(pairs: Iterable[tuple[bytes, bytes]], partition: int, state: dict[str, Any],
@@ -107,19 +105,22 @@ def export(pairs: Iterable[tuple[bytes, bytes]], partition: int, state: dict[str
     pending: list[bytes] = []
     pending_bytes = 0
     count = 0
+
+    def flush() -> None:
+        chunk = b"".join(pending)
+        pending.clear()
+        h.update(chunk)
+        parts.append(z.compress(chunk))
+
     for key, value in pairs:
-        frame = _frame(key, value)
+        frame = pair_frame(key, value)
         pending.append(frame)
         pending_bytes += len(frame)
         count += 1
         if pending_bytes >= 1 << 20:
-            chunk = b"".join(pending)
-            h.update(chunk)
-            parts.append(z.compress(chunk))
-            pending, pending_bytes = [], 0
-    chunk = b"".join(pending)
-    h.update(chunk)
-    parts.append(z.compress(chunk))
+            flush()
+            pending_bytes = 0
+    flush()
     parts.append(z.flush())
     body = b"".join(parts)
     info = SnapshotInfo(partition=partition, offset=int(state["offset"]),
