@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import pickle
 import signal
 import socket
@@ -34,6 +35,20 @@ from service.remotegateway import (
 )
 
 logger = logging.getLogger("marconi.front")
+
+
+def yield_to_core(nice: int) -> None:
+    """Run ``nice`` steps nicer than the core that started this front (``front_nice``).
+
+    The core is the one serial stage: every command waits for its apply and its fsync, so
+    any CPU it loses to a front is lost by every request. At equal priority a front woken by
+    the core's answer frames preempts the core mid-batch (in the core's profile under
+    claim+delete, a tenth of its wall time was its socket writes); nicer fronts take the CPU
+    the core leaves, not the core's. Measured (alternating rounds, medians): nice 10 gave
+    claim+delete +17 %, POST 10 +13 %, POST +3 %; nice 5 less, nice 19 no more and a worse p99.
+    """
+    if nice > 0:
+        os.nice(nice)
 
 
 def reuseport_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
@@ -91,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args.settings_bytes = Path(args.settings).read_bytes()
     settings: Settings = pickle.loads(args.settings_bytes)
     configure(args.log_level, settings.log_format)
+    yield_to_core(settings.front_nice)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(run(args))

@@ -485,6 +485,7 @@ def serve(args: argparse.Namespace) -> int:
         settings = load_settings(args.config, data=args.data, host=args.host, port=args.port,
                                  partitions=args.partitions,
                                  workers=getattr(args, "workers", None),
+                                 front_nice=getattr(args, "front_nice", None),
                                  log_format=getattr(args, "log_format", None))
     except SettingsError as exc:
         print(f"marconi: {exc}", file=sys.stderr)

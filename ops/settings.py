@@ -79,6 +79,8 @@ class Settings:
     data: str = "./data"
     partitions: int = 16
     workers: int = 0  # serve: HTTP front processes (0: one per core; 1: one process, no core)
+    # serve --workers N: the fronts run this much nicer than the core (0..19; README "Every core")
+    front_nice: int = 10
     request_timeout: float = 10.0  # seconds a request waits for the log or the projection
     graceful_timeout: float = 5.0  # seconds in-flight requests get on shutdown
     log_format: str = "text"  # "text" or "json" (one object per line, with request ids)
@@ -192,6 +194,8 @@ class Settings:
             raise SettingsError("max_subscriptions_per_queue must be 0 (no cap) or more")
         if self.workers < 0:
             raise SettingsError("workers must be 0 (one per core) or more")
+        if not 0 <= self.front_nice <= 19:
+            raise SettingsError("front_nice must be from 0 (as the core) to 19")
         for token, grant in self.tokens.items():
             if not grant.project and not grant.any_project:
                 raise SettingsError(
