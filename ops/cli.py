@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "and the store (default MARCONI_WORKERS or 0: one per core; 1: "
                             "everything in one process)")
     serve.add_argument("--front-nice", type=int, default=None, metavar="STEPS",
-                       help="with --workers N > 1: the front processes run N steps nicer "
+                       help="with --workers N > 1: the front processes run STEPS steps nicer "
                             "than the core, so the core's apply and fsync, which every "
                             "request waits for, keep their CPU (default MARCONI_FRONT_NICE "
                             "or 10; 0: the same priority)")
