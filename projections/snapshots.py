@@ -29,6 +29,7 @@ import hashlib
 import logging
 import os
 import struct
+import threading
 import time
 import uuid
 import zlib
@@ -88,38 +89,85 @@ class SnapshotInfo:
 # -- blobs ---------------------------------------------------------------------------------
 
 
+_SHORT = 1 << 12
+_LENGTHS = tuple(U32.pack(n) for n in range(_SHORT))  # the length fields of short keys, values
+
+
+def pair_parts(key: bytes, value: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+    """A pair as a blob holds it: ``u32 key length, key, u32 value length, value``. A digest
+    (a snapshot's, ``runner.digest_partition``) is a hash of these frames in key order.
+
+    The parts, not their concatenation, so an export joins a chunk of frames at once; short
+    lengths come from a table, not ``struct`` (a snapshot runs in a thread but holds the GIL
+    for this, once per key of the partition)."""
+    lk, lv = len(key), len(value)
+    return (_LENGTHS[lk] if lk < _SHORT else U32.pack(lk), key,
+            _LENGTHS[lv] if lv < _SHORT else U32.pack(lv), value)
+
+
 def pair_frame(key: bytes, value: bytes) -> bytes:
-    """A pair as a blob holds it. A digest (a snapshot's, ``runner.digest_partition``) is a
-    hash of these frames in key order, so a blob hashes a chunk of frames at a time, not a
-    call a field (a snapshot runs in a thread but holds the GIL while it works)."""
-    return U32.pack(len(key)) + key + U32.pack(len(value)) + value
+    """One pair's frame (``pair_parts`` joined)."""
+    return b"".join(pair_parts(key, value))
+
+
+EXPORT_PAUSE = 2.0
+"""How long a serving node's export sleeps after each chunk, per second it took on it.
+
+The export thread holds the GIL while it reads and frames pairs, and against it the event
+loop gets about half of the GIL: a 5.5-million-key partition took ~7 s of CPU to export and
+POST throughput halved for as long (issue 15). Sleeping twice the chunk's time (during which
+the loop had half) leaves the loop at least 5/6 of the GIL while an export runs, for an export
+about three times as long; snapshots are minutes apart and nothing waits for one."""
+
+
+class Pacer:
+    """Called between an export's chunks: waits ``ratio`` times the time since the last call
+    (``EXPORT_PAUSE``), so the thread yields the GIL in proportion to what it used. Not once
+    ``hurry`` is set, and setting it ends a wait at once: a stopping node waits for its
+    exports, and there is nothing to yield to any more."""
+
+    def __init__(self, ratio: float = EXPORT_PAUSE, *, hurry: threading.Event | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._ratio, self._clock = ratio, clock
+        self._hurry = hurry if hurry is not None else threading.Event()
+        self._mark = clock()
+
+    def __call__(self) -> None:
+        worked = self._clock() - self._mark
+        if worked > 0 and self._ratio > 0 and not self._hurry.is_set():
+            self._hurry.wait(worked * self._ratio)
+        self._mark = self._clock()
 
 
 def export(pairs: Iterable[tuple[bytes, bytes]], partition: int, state: dict[str, Any],
-           identity: tuple[str, int]) -> tuple[SnapshotInfo, bytes]:
+           identity: tuple[str, int], *,
+           pause: Callable[[], None] | None = None) -> tuple[SnapshotInfo, bytes]:
     """A blob of ``pairs`` (one partition's keys in order, read from one consistent view)
-    and its info. Pure CPU over the pairs: safe in a worker thread over a RocksDB iterator."""
+    and its info. Pure CPU over the pairs: safe in a worker thread over a RocksDB iterator;
+    ``pause`` is called after each chunk (a ``Pacer``: the serving node's export yields)."""
     h = hashlib.blake2b(digest_size=32)
     z = zlib.compressobj(1)
     parts: list[bytes] = []
     pending: list[bytes] = []
+    add = pending.extend
     pending_bytes = 0
     count = 0
 
     def flush() -> None:
         chunk = b"".join(pending)
         pending.clear()
-        h.update(chunk)
+        h.update(chunk)  # hashing and compressing a chunk this big release the GIL
         parts.append(z.compress(chunk))
 
     for key, value in pairs:
-        frame = pair_frame(key, value)
-        pending.append(frame)
-        pending_bytes += len(frame)
+        add(pair_parts(key, value))
+        pending_bytes += len(key) + len(value) + 8
         count += 1
         if pending_bytes >= 1 << 20:
             flush()
             pending_bytes = 0
+            if pause is not None:
+                pause()
     flush()
     parts.append(z.flush())
     body = b"".join(parts)
@@ -488,11 +536,15 @@ def retention_by(log: Log, retention_ms: int | None,
 # -- the runner's duty -----------------------------------------------------------------------
 
 
-def _is_snapshot_safe(store: View) -> bool:
-    """Whether a scan iterator reads the state as of its creation (RocksDB: yes)."""
+def _pairs_as_of_now(store: View, lo: bytes, hi: bytes) -> Iterable[tuple[bytes, bytes]]:
+    """``[lo, hi)`` as the store holds it now, to read later in a thread: a RocksDB scan
+    reads the state as of its creation (its bulk form: ``RocksStore.bulk_scan``); any other
+    store's is read now."""
     from projections.rocksstore import RocksStore
 
-    return isinstance(store, RocksStore)
+    if isinstance(store, RocksStore):
+        return store.bulk_scan(lo, hi)
+    return list(store.scan(lo, hi))
 
 
 @dataclass
@@ -510,11 +562,13 @@ class Snapshotter:
     interval_ms: int
     retention: Callable[[int, int], Awaitable[None]] | None = None
     identity: tuple[str, int] = ("", 0)
+    pause: float = EXPORT_PAUSE  # the export's ``Pacer`` ratio (0: never sleeps)
     taken: int = 0
     last: dict[int, SnapshotInfo] = field(default_factory=dict)
     _time: dict[int, int] = field(default_factory=dict)
     _tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     _waiting: int = 0
+    _hurry: threading.Event = field(default_factory=threading.Event)  # set while draining
 
     async def recall(self, partition: int) -> None:
         """Remember the newest snapshot kept of ``partition`` (what operators see as its
@@ -546,17 +600,16 @@ class Snapshotter:
                 self._waiting -= 1
         state = queries.partition_state(store, partition)
         lo, hi = K.partition_range(partition)
-        pairs: Iterable[tuple[bytes, bytes]] = store.scan(lo, hi)  # as of now (RocksDB)
-        if not _is_snapshot_safe(store):
-            pairs = list(pairs)
+        pairs = _pairs_as_of_now(store, lo, hi)
         self._tasks[partition] = asyncio.get_running_loop().create_task(
             self._write(partition, pairs, dict(state)), name=f"snapshot-{partition}")
 
     async def _write(self, partition: int, pairs: Iterable[tuple[bytes, bytes]],
                      state: dict[str, Any]) -> None:
         try:
+            pacer = Pacer(self.pause, hurry=self._hurry)
             info, blob = await asyncio.to_thread(export, pairs, partition, state,
-                                                 self.identity)
+                                                 self.identity, pause=pacer)
             await self.snapshots.save(info, blob)
             self.taken += 1
             self.last[partition] = info
@@ -572,15 +625,19 @@ class Snapshotter:
             logger.exception("partition %d: snapshot failed", partition)
 
     async def drain(self) -> None:
-        """Wait for the exports in flight (tests, clean stops)."""
-        while True:
-            running = [t for t in self._tasks.values() if not t.done()]
-            if not running and not self._waiting:
-                return
-            for task in running:
-                with contextlib.suppress(Exception):
-                    await task
-            await asyncio.sleep(0)
+        """Wait for the exports in flight (tests, clean stops), at full speed."""
+        self._hurry.set()
+        try:
+            while True:
+                running = [t for t in self._tasks.values() if not t.done()]
+                if not running and not self._waiting:
+                    return
+                for task in running:
+                    with contextlib.suppress(Exception):
+                        await task
+                await asyncio.sleep(0)
+        finally:
+            self._hurry.clear()
 
     def cancel(self, partition: int | None = None) -> None:
         for p, task in list(self._tasks.items()):

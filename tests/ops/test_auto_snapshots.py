@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,10 @@ from projections.memstore import MemoryStore
 from projections.rocksstore import RocksStore
 from projections.runner import Runner, digest, digest_partition, fold
 from projections.snapshots import (
+    MAGIC,
     FileSnapshots,
     LogSnapshots,
+    Pacer,
     SnapshotError,
     SnapshotStore,
     Snapshotter,
@@ -115,6 +119,72 @@ async def test_export_and_restore_give_the_partition_back_byte_for_byte(
                 damaged = blob[:-40] + bytes(40)
                 with pytest.raises(SnapshotError, match="damaged"):
                     list(pairs_of(damaged))
+
+
+class Waits(threading.Event):
+    """A real event that keeps the timeout of every wait (what a ``Pacer`` asked for)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.timeouts.append(timeout)
+        return super().wait(0)
+
+
+def big_partition(store: RocksStore, p: int, megabytes: int) -> None:
+    """Pairs of a KiB under partition ``p`` (an unused kind), ``megabytes`` MiB of them."""
+    prefix = (p).to_bytes(2, "big") + b"\x7f"
+    store.commit({prefix + b"%08d" % i: b"%08d" % i * 128 for i in range(megabytes * 1024)})
+
+
+async def test_the_export_is_the_same_from_scan_bulk_scan_and_paced(tmp_path: Path) -> None:
+    """The serving node's export (bulk scan, pacing between chunks) writes the blob any
+    other export of the partition writes, and its pacer waits ``ratio`` times each chunk."""
+    async with FileLog(tmp_path / "log", PARTITIONS) as log:
+        await fill(log, 300)
+        with RocksStore(tmp_path / "store") as store:
+            p = 1
+            await fold(log, store, p, 0)
+            big_partition(store, p, 3)
+            lo, hi = (p).to_bytes(2, "big"), (p + 1).to_bytes(2, "big")
+            state = queries.partition_state(store, p)
+            identity = (log.log_id, log.partitions)
+            ticks = iter(range(10**6))
+            waits = Waits()
+            pacer = Pacer(2.5, hurry=waits, clock=lambda: float(next(ticks)))
+            blobs = [export(store.scan(lo, hi), p, state, identity),
+                     export(store.bulk_scan(lo, hi), p, state, identity),
+                     export(store.bulk_scan(lo, hi), p, state, identity, pause=pacer)]
+            assert len(waits.timeouts) >= 3  # a wait after each MiB of frames
+            assert set(waits.timeouts) == {2.5}  # one tick of work each: 2.5 ticks of wait
+            infos = {replace(info, taken_ms=0) for info, _ in blobs}
+            assert len(infos) == 1 and infos.pop().digest == digest_partition(store, p)
+            bodies = {blob[len(MAGIC) + 4 + int.from_bytes(blob[len(MAGIC):len(MAGIC) + 4]):]
+                      for _, blob in blobs}  # past the header (its taken_ms differs)
+            assert len(bodies) == 1
+            assert list(pairs_of(blobs[2][1])) == list(store.scan(lo, hi))
+
+
+async def test_a_drain_ends_a_paced_export_at_once(tmp_path: Path) -> None:
+    """A stopping node waits for its exports: their pacing stops then (a ratio that would
+    wait for days still lets the drain finish) and the snapshot is whole."""
+    async with FileLog(tmp_path / "log", PARTITIONS) as log:
+        await fill(log, 300)
+        with RocksStore(tmp_path / "store") as store:
+            p = 2
+            await fold(log, store, p, 0)
+            big_partition(store, p, 4)
+            snaps = FileSnapshots(tmp_path / "snaps")
+            snapper = Snapshotter(snaps, INTERVAL_MS, identity=(log.log_id, log.partitions),
+                                  pause=10**7)
+            await snapper.take(store, p)
+            await asyncio.sleep(0.2)  # the export is into its first wait by now
+            await asyncio.wait_for(snapper.drain(), 60)
+            (info,) = await snaps.list(p)
+            assert snapper.taken == 1 and info.digest == digest_partition(store, p)
+            assert not snapper._hurry.is_set()  # the next exports are paced again
 
 
 @pytest.mark.parametrize("kind", ["file", "log"])

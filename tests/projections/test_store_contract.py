@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from projections.memstore import MemoryStore
 from projections.overlay import Overlay
-from projections.rocksstore import RocksStore, StoreClosedError, StoreLockedError
+from projections.rocksstore import BULK_CHUNK, RocksStore, StoreClosedError, StoreLockedError
 from projections.store import ChangeSet, View, ViewStore, ranges_of
 from projections.tombstones import TombstoneStore
 
@@ -820,6 +820,31 @@ def test_rocks_scan_reads_the_state_at_scan_time(tmp_path: Path) -> None:
         assert next(scan) == (b"a", b"v:a")
         store.commit({b"b": None, b"bb": b"new", b"c": b"changed"})
         assert list(scan) == expected(model, b"b", b"\xff")
+
+
+def test_rocks_bulk_scan_is_scan_as_of_the_call(tmp_path: Path) -> None:
+    """The export's scan: the same pairs as ``scan``, over more than one of its chunks, and
+    none of what commits after the call change (read later, in the export's thread)."""
+    many = [b"k%06d" % i for i in range(2 * BULK_CHUNK + 7)]
+    with RocksStore(tmp_path / "store") as store:
+        model = fill(store, [*EDGE_KEYS, *many])
+        for start, stop in [(b"", b"\xff"), (b"a", b"b"), (b"k000100", b"k009000"),
+                            (b"k", b"k"), (b"z", b"a")]:
+            bulk = store.bulk_scan(start, stop)
+            store.commit({b"k000200": None, b"k000100x": b"new", b"a": b"changed"})
+            assert list(bulk) == expected(model, start, stop)
+            store.commit({b"k000200": model[b"k000200"], b"k000100x": None, b"a": model[b"a"]})
+
+
+def test_rocks_bulk_scan_ends_with_an_error_when_the_store_closes(tmp_path: Path) -> None:
+    """Cut off by a close, it fails: an export never takes part of a range for all of it."""
+    store = RocksStore(tmp_path / "store")
+    fill(store, [b"k%06d" % i for i in range(3 * BULK_CHUNK)])
+    pairs = iter(store.bulk_scan(b"", b"\xff"))
+    assert next(pairs) == (b"k000000", b"v:k000000")
+    store.close()
+    with pytest.raises(StoreClosedError):
+        list(pairs)
 
 
 def test_rocks_snapshot_view_ignores_later_commits(tmp_path: Path) -> None:
