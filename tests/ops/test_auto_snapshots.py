@@ -133,8 +133,10 @@ class Waits(threading.Event):
         return super().wait(0)
 
 
-def big_partition(store: RocksStore, p: int, megabytes: int) -> None:
-    """Pairs of a KiB under partition ``p`` (an unused kind), ``megabytes`` MiB of them."""
+async def big_partition(log: Log, store: RocksStore, p: int, megabytes: int) -> None:
+    """Partition ``p`` folded from ``log``, plus ``megabytes`` MiB of pairs of a KiB under it
+    (an unused kind): enough for an export of several chunks."""
+    await fold(log, store, p, 0)
     prefix = (p).to_bytes(2, "big") + b"\x7f"
     store.commit({prefix + b"%08d" % i: b"%08d" % i * 128 for i in range(megabytes * 1024)})
 
@@ -146,8 +148,7 @@ async def test_the_export_is_the_same_from_scan_bulk_scan_and_paced(tmp_path: Pa
         await fill(log, 300)
         with RocksStore(tmp_path / "store") as store:
             p = 1
-            await fold(log, store, p, 0)
-            big_partition(store, p, 3)
+            await big_partition(log, store, p, 3)
             lo, hi = (p).to_bytes(2, "big"), (p + 1).to_bytes(2, "big")
             state = queries.partition_state(store, p)
             identity = (log.log_id, log.partitions)
@@ -174,8 +175,7 @@ async def test_a_drain_ends_a_paced_export_at_once(tmp_path: Path) -> None:
         await fill(log, 300)
         with RocksStore(tmp_path / "store") as store:
             p = 2
-            await fold(log, store, p, 0)
-            big_partition(store, p, 4)
+            await big_partition(log, store, p, 4)
             snaps = FileSnapshots(tmp_path / "snaps")
             snapper = Snapshotter(snaps, INTERVAL_MS, identity=(log.log_id, log.partitions),
                                   pause=10**7)
