@@ -74,6 +74,8 @@ def set_rules(tx: Overlay, cmd: SetRules, ctx: Context, meta: dict[str, Any]) ->
             f"{ctx.offset}; this code knows versions up to {versions.LATEST}: upgrade it")
     if cmd.version < ctx.rules:
         raise Rejected("invalid", f"rules version {ctx.rules} is in force; never go back")
+    if cmd.version >= versions.LEAN_EXPIRY > ctx.rules:
+        meta["lq"] = meta.get("seq", 0)  # the first seq posted under them (``rules.index``)
     meta["rules"] = cmd.version
     return {"rules": cmd.version}
 
@@ -130,7 +132,7 @@ def apply_into(tx: Overlay, partition: int, offset: int, record: bytes) -> int:
         return int(meta["time"])
     now = max(cmd.time_ms, meta["time"])
     meta["time"] = now
-    ctx = Context(partition, offset, now, versions.in_force(meta))
+    ctx = Context(partition, offset, now, versions.in_force(meta), int(meta.get("lq", 0)))
     generations = ctx.rules >= versions.OUTCOME_GENERATIONS
     if generations:
         outcomes.begin(meta, now)

@@ -24,7 +24,7 @@ from projections.rules.state import (
     msg_key,
     scope,
 )
-from projections.rules.versions import BOUNDED, LIVE_STATS
+from projections.rules.versions import BOUNDED, LEAN_EXPIRY, LIVE_STATS
 from projections.store import View
 
 INLINE_EXPIRY = 100  # rules >= 2: at most this many expired messages or claims per command
@@ -36,6 +36,24 @@ BOUND_BITS = 12  # a block's bound is rounded up to 4.1 s: rewritten at most tha
 def tracked(ctx: Context, q: dict[str, Any]) -> bool:
     """Whether the queue keeps its stats counters (rules >= 6, ``versions.LIVE_STATS``)."""
     return ctx.rules >= LIVE_STATS and bool(q.get("b"))
+
+
+def lean(ctx: Context, q: dict[str, Any]) -> bool:
+    """Rules >= 8 (``versions.LEAN_EXPIRY``): a message posted to this queue now gets no
+    per-queue expiry entry (``QEXP``), since the queue keeps counters and only a queue
+    without them reads those entries."""
+    return ctx.rules >= LEAN_EXPIRY and tracked(ctx, q)
+
+
+def expiry_entries(ctx: Context, project: str, name: str, q: dict[str, Any], expires: int,
+                   seq: int, *, present: bool) -> tuple[bytes, ...]:
+    """The expiry index entries of message ``seq``: ``expiry_keys``, less the per-queue one
+    where a lean queue has none. ``present``: the entries it may have now (to delete: a
+    message from before the switch, ``ctx.lean_from``, has one), else the entries to write."""
+    per_queue, partition_wide = expiry_keys(ctx, project, name, q["inc"], expires, seq)
+    if lean(ctx, q) and not (present and seq < ctx.lean_from):
+        return (partition_wide,)
+    return per_queue, partition_wide
 
 
 def count_expiry(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any],
@@ -115,7 +133,7 @@ def put_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str,
                  seq: int, msg: dict[str, Any], *, index: bool) -> None:
     tx.put(msg_key(ctx, project, name, q, seq), dumps(msg))
     if index:
-        for key in expiry_keys(ctx, project, name, q["inc"], msg["e"], seq):
+        for key in expiry_entries(ctx, project, name, q, msg["e"], seq, present=False):
             tx.put(key, b"")
         count_expiry(tx, ctx, project, name, q, msg["e"], 1)
         raise_bound(tx, ctx, project, name, q, seq, msg["e"])
@@ -123,11 +141,11 @@ def put_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str,
 
 def set_expiry(tx: Overlay, ctx: Context, project: str, name: str, q: dict[str, Any], seq: int,
                 msg: dict[str, Any], expires: int) -> None:
-    for key in expiry_keys(ctx, project, name, q["inc"], msg["e"], seq):
+    for key in expiry_entries(ctx, project, name, q, msg["e"], seq, present=True):
         tx.delete(key)
     count_expiry(tx, ctx, project, name, q, msg["e"], -1)
     msg["e"] = expires
-    for key in expiry_keys(ctx, project, name, q["inc"], expires, seq):
+    for key in expiry_entries(ctx, project, name, q, expires, seq, present=False):
         tx.put(key, b"")
     count_expiry(tx, ctx, project, name, q, expires, 1)
     raise_bound(tx, ctx, project, name, q, seq, expires)
@@ -155,7 +173,7 @@ def remove_message(tx: Overlay, ctx: Context, project: str, name: str, q: dict[s
     tx.delete(scope(ctx, K.FREE, project, name, q) + K.u64(seq))
     if ctx.rules >= BOUNDED and msg["d"]:
         tx.delete(delayed_key(ctx, project, name, q, msg["d"], seq))
-    for key in expiry_keys(ctx, project, name, q["inc"], msg["e"], seq):
+    for key in expiry_entries(ctx, project, name, q, msg["e"], seq, present=True):
         tx.delete(key)
     count_expiry(tx, ctx, project, name, q, msg["e"], -1)
     q["count"] -= 1
@@ -230,7 +248,8 @@ def append_messages(tx: Overlay, ctx: Context, meta: dict[str, Any], project: st
                "cl": client_id, "d": now + delay * 1000 if delay else 0,
                "k": None, "ke": 0, "n": 0}
         put((msg_scope + u64(seq), dumps(msg)))  # ``put_message(..., index=True)``
-        put((per_queue + u64(expires) + u64(seq), b""))
+        if not lean(ctx, q):  # ``expiry_entries``
+            put((per_queue + u64(expires) + u64(seq), b""))
         put((partition_wide + u64(expires) + tail + u64(seq), b""))
         if tracked(ctx, q):
             counted[expires] = counted.get(expires, 0) + 1

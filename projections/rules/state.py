@@ -39,6 +39,7 @@ class Context:
     offset: int
     now: int  # effective time, ms
     rules: int = 1
+    lean_from: int = 0  # rules >= 8: the first seq posted under them (``meta["lq"]``)
     tally: Tally = field(default_factory=Tally, compare=False, repr=False)
 
 

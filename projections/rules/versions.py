@@ -67,6 +67,15 @@ retry is looked up in this generation and the one before, so de-duplication stil
 least the window (at most two). The outcomes stored before the switch are still looked up for
 one window, then dropped in one range delete with their expiry index."""
 
+LEAN_EXPIRY = 8
+"""No per-queue message expiry index where nothing reads it (issue 15): a queue keeping
+counters (rules >= 6) answers stats from its expiry buckets, so only a queue without them
+reads its ``QEXP`` entries (``queries._scanned``). Under these rules a message posted to a
+queue with counters gets none, and a claim that extends its life moves none: a post writes
+4 keys a message instead of 5, a claim 4.5 instead of 6.5, a delete and an expiry one fewer.
+The switch records the partition's next seq (``lq``): messages below it may have an entry,
+which their delete, expiry or claim still removes."""
+
 VERSIONS: dict[int, str] = {
     ORIGINAL: "first release",
     BOUNDED: "bounded work: cursors, sliced purge/GC/expiry, delayed index, free is free",
@@ -75,6 +84,7 @@ VERSIONS: dict[int, str] = {
     FANOUT: "fan-out entries expanded by FanOut slices; a cap on subscriptions per queue",
     LIVE_STATS: "per-queue counters by expiry time for stats; a live head for listings",
     OUTCOME_GENERATIONS: "outcomes by generation, a generation pruned in one range delete",
+    LEAN_EXPIRY: "no per-queue message expiry entries for queues that keep counters",
 }
 LATEST = max(VERSIONS)
 

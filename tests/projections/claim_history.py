@@ -37,8 +37,8 @@ T0 = 1_800_000_000_000
 QUEUES = ("work", "late", "dead")  # plain; default delay 30 s; dead-letters after 2 claims
 
 
-def history(seed: int, commands: int = 3000) -> list[bytes]:
-    """``commands`` encoded records (partition ``P``) starting with ``SetRules(LATEST)``."""
+def history(seed: int, commands: int = 3000, rules: int = versions.LATEST) -> list[bytes]:
+    """``commands`` encoded records (partition ``P``) starting with ``SetRules(rules)``."""
     rng = random.Random(seed)
     store = MemoryStore()
     records: list[bytes] = []
@@ -56,7 +56,7 @@ def history(seed: int, commands: int = 3000) -> list[bytes]:
         store.commit(apply_record(store, P, len(records), record))
         records.append(record)
 
-    run(SetRules(id=new_id("r"), version=versions.LATEST))
+    run(SetRules(id=new_id("r"), version=rules))
     for queue, meta in (("late", {"_default_message_delay": 30}),
                         ("dead", {"_max_claim_count": 2, "_dead_letter_queue": "work"})):
         run(CreateQueue(id=new_id("c"), project="p", queue=queue, metadata=meta))
