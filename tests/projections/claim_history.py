@@ -1,4 +1,5 @@
-"""A seeded log of message and claim traffic under the latest rules, for fold-equality tests.
+"""A seeded log of message and claim traffic under any rules (the latest by default), for
+fold-equality tests.
 
 Posts (some delayed, TTLs from a minute to an hour), claims of 1 to 20 with TTLs shorter and
 longer than their messages' (so grace extends some), claim updates, releases and expiry,
